@@ -1,0 +1,5 @@
+export * from './layout.js';
+export * from './mutex.js';
+export * from './rwsem.js';
+export * from './seqcount.js';
+export * from './spinlock.js';
