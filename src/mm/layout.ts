@@ -140,4 +140,13 @@ export const MM_VMA_COUNT = 33;
 export const MM_VMA_SERIAL = 34;
 export const MM_ID = 35;
 export const MM_MIGRATION_WAIT = 48; // bumped + notified whenever a migration entry is removed
+// mm-A (additive): per-mm options, written once by createMm / forkMm before the mm is shared.
+export const MM_FREE_MODE = 36; // MM_FREE_AFTER_END | MM_FREE_AFTER_CLEAR
+export const MM_THP_MODE = 37; // THP_MODE_MADVISE | THP_MODE_ALWAYS | THP_MODE_NEVER
+export const MM_SIZE_PAGES = 38; // npages, for reports
+export const MM_FREE_AFTER_END = 0; // frames freed after invalidate_range_end (default)
+export const MM_FREE_AFTER_CLEAR = 1; // frames freed right after the PTE clear (a full gather batch)
+export const THP_MODE_MADVISE = 0;
+export const THP_MODE_ALWAYS = 1;
+export const THP_MODE_NEVER = 2;
 export const MM_CTL_WORDS = 64;

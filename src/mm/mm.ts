@@ -4,17 +4,31 @@
  * `createMm` and attached in a worker from `mm.descriptor()` with `attachMm`.
  */
 import { sharedInt32 } from '../shm/layout.js';
-import { downRead, downWrite, upRead, upWrite } from '../shm/rwsem.js';
+import { downgradeWrite, downRead, downWrite, upRead, upWrite } from '../shm/rwsem.js';
 import {
   MAX_VMAS,
   MM_CTL_WORDS,
+  MM_FREE_AFTER_CLEAR,
+  MM_FREE_AFTER_END,
+  MM_FREE_MODE,
   MM_ID,
   MM_MMAP_LOCK,
+  MM_SIZE_PAGES,
+  MM_THP_MODE,
   MM_USERS,
   MM_VMA_COUNT,
+  MM_VMA_SERIAL,
   PAGE_SHIFT,
   PTRS_PER_PTE,
+  THP_MODE_ALWAYS,
+  THP_MODE_MADVISE,
+  THP_MODE_NEVER,
   VMA_END,
+  VMA_FILE,
+  VMA_FLAGS,
+  VMA_HUGE_ORDER,
+  VMA_ID,
+  VMA_PGOFF,
   VMA_START,
   VMA_STRIDE,
 } from './layout.js';
@@ -31,6 +45,7 @@ export interface MmDescriptor {
   pte: SharedArrayBuffer;
 }
 
+/** Ids are unique per thread that creates mms (the main thread creates them all). */
 let nextMmId = 1;
 
 export class MmStruct {
@@ -92,6 +107,20 @@ export class MmStruct {
   mmapWriteUnlock(): void {
     upWrite(this.ctl, MM_MMAP_LOCK);
   }
+  /** mmap_write_downgrade */
+  mmapWriteDowngrade(): void {
+    downgradeWrite(this.ctl, MM_MMAP_LOCK);
+  }
+
+  // ---- per-mm options (written before the mm is shared; plain reads are of constants) ----
+  /** MM_FREE_AFTER_END (default) or MM_FREE_AFTER_CLEAR */
+  get freeMode(): number {
+    return this.ctl[MM_FREE_MODE]!;
+  }
+  /** THP_MODE_MADVISE (default), THP_MODE_ALWAYS or THP_MODE_NEVER */
+  get thpMode(): number {
+    return this.ctl[MM_THP_MODE]!;
+  }
 
   // ---- VMA table (callers hold the mmap lock: read to look, write to change) ----
   get vmaCount(): number {
@@ -126,11 +155,138 @@ export class MmStruct {
   vmaField(i: number, f: number): number {
     return this.vmas[i * VMA_STRIDE + f]!;
   }
+
+  /** Start of VMA `i` as a byte address. */
+  vmaStartAddr(i: number): number {
+    return this.vmas[i * VMA_STRIDE + VMA_START]! * 2 ** PAGE_SHIFT;
+  }
+  /** End (exclusive) of VMA `i` as a byte address. */
+  vmaEndAddr(i: number): number {
+    return this.vmas[i * VMA_STRIDE + VMA_END]! * 2 ** PAGE_SHIFT;
+  }
 }
+
+/** A VMA record's contents (vm_area_struct), page numbers. */
+export interface VmaRecord {
+  start: number;
+  end: number;
+  flags: number;
+  /** file id, or -1 for anonymous */
+  file: number;
+  pgoff: number;
+  hugeOrder: number;
+}
+
+/** The record of VMA `i` (callers hold the mmap lock). */
+export function vmaRecord(mm: MmStruct, i: number): VmaRecord {
+  return {
+    start: mm.vmaField(i, VMA_START),
+    end: mm.vmaField(i, VMA_END),
+    flags: mm.vmaField(i, VMA_FLAGS),
+    file: mm.vmaField(i, VMA_FILE),
+    pgoff: mm.vmaField(i, VMA_PGOFF),
+    hugeOrder: mm.vmaField(i, VMA_HUGE_ORDER),
+  };
+}
+
+function storeVma(mm: MmStruct, i: number, r: VmaRecord, id: number): void {
+  const v = mm.vmas;
+  const b = i * VMA_STRIDE;
+  Atomics.store(v, b + VMA_START, r.start);
+  Atomics.store(v, b + VMA_END, r.end);
+  Atomics.store(v, b + VMA_FLAGS, r.flags);
+  Atomics.store(v, b + VMA_FILE, r.file);
+  Atomics.store(v, b + VMA_PGOFF, r.pgoff);
+  Atomics.store(v, b + VMA_HUGE_ORDER, r.hugeOrder);
+  Atomics.store(v, b + VMA_ID, id);
+}
+
+/**
+ * vma_link: insert a record (pages [start, end), not overlapping any VMA) in sorted position.
+ * Caller holds the mmap lock for write. Returns its index, or -ENOMEM (-12) if the table is full.
+ */
+export function vmaInsert(mm: MmStruct, r: VmaRecord): number {
+  const n = mm.vmaCount;
+  if (n >= MAX_VMAS) return -12;
+  let i = mm.findVmaIndex(r.start);
+  if (i < 0) i = n;
+  const v = mm.vmas;
+  for (let k = n; k > i; k--) {
+    for (let f = 0; f < VMA_STRIDE; f++) Atomics.store(v, k * VMA_STRIDE + f, v[(k - 1) * VMA_STRIDE + f]!);
+  }
+  storeVma(mm, i, r, Atomics.add(mm.ctl, MM_VMA_SERIAL, 1) + 1);
+  Atomics.store(mm.ctl, MM_VMA_COUNT, n + 1);
+  return i;
+}
+
+/**
+ * __split_vma: split VMA `i` at page `page` (strictly inside it) into [start, page) and
+ * [page, end); the upper half gets a new id. Caller holds the mmap lock for write.
+ * Returns the index of the upper half, or -ENOMEM.
+ */
+export function vmaSplit(mm: MmStruct, i: number, page: number): number {
+  const r = vmaRecord(mm, i);
+  if (page <= r.start || page >= r.end) return i;
+  if (mm.vmaCount >= MAX_VMAS) return -12;
+  Atomics.store(mm.vmas, i * VMA_STRIDE + VMA_END, page);
+  const hi: VmaRecord = { ...r, start: page, pgoff: r.pgoff + (page - r.start) };
+  return vmaInsert(mm, hi);
+}
+
+/** Remove VMA `i` from the table (detach_vmas_to_be_unmapped). Caller holds the write lock. */
+export function vmaRemove(mm: MmStruct, i: number): void {
+  const n = mm.vmaCount;
+  const v = mm.vmas;
+  for (let k = i; k < n - 1; k++) {
+    for (let f = 0; f < VMA_STRIDE; f++) Atomics.store(v, k * VMA_STRIDE + f, v[(k + 1) * VMA_STRIDE + f]!);
+  }
+  for (let f = 0; f < VMA_STRIDE; f++) Atomics.store(v, (n - 1) * VMA_STRIDE + f, 0);
+  Atomics.store(mm.ctl, MM_VMA_COUNT, n - 1);
+}
+
+/** Set VMA `i`'s flags word (write lock held; or an atomic OR of a bit under the read lock). */
+export function vmaSetFlags(mm: MmStruct, i: number, flags: number): void {
+  Atomics.store(mm.vmas, i * VMA_STRIDE + VMA_FLAGS, flags);
+}
+
+/** Atomically OR bits into VMA `i`'s flags (anon_vma_prepare under the read lock). */
+export function vmaOrFlags(mm: MmStruct, i: number, bits: number): void {
+  if ((mm.vmas[i * VMA_STRIDE + VMA_FLAGS]! & bits) !== bits)
+    Atomics.or(mm.vmas, i * VMA_STRIDE + VMA_FLAGS, bits);
+}
+
+/** mmget_not_zero: take a user reference unless the mm has exited. */
+export function mmgetNotZero(mm: MmStruct): boolean {
+  for (;;) {
+    const u = Atomics.load(mm.ctl, MM_USERS);
+    if (u <= 0) return false;
+    if (Atomics.compareExchange(mm.ctl, MM_USERS, u, u + 1) === u) return true;
+  }
+}
+
+/** mmget */
+export function mmget(mm: MmStruct): void {
+  Atomics.add(mm.ctl, MM_USERS, 1);
+}
+
+/**
+ * Drop a user reference; true if it was the last one, in which case the caller must run
+ * exitMmap (mm/exit.ts; mmput calls it there, this module cannot import upward).
+ */
+export function mmputDrop(mm: MmStruct): boolean {
+  return Atomics.sub(mm.ctl, MM_USERS, 1) === 1;
+}
+
+export type FreeMode = 'after-end' | 'after-clear';
+export type ThpMode = 'madvise' | 'always' | 'never';
 
 export interface CreateMmOptions {
   /** bytes of address space (default 1 GiB); a multiple of 2 MiB */
   size?: number;
+  /** when zapped frames are freed: after invalidate_range_end (default) or right after the clear */
+  freeMode?: FreeMode;
+  /** transparent_hugepage/enabled: 'madvise' (hmmsim's default), 'always', 'never' */
+  thpMode?: ThpMode;
 }
 
 /** mm_alloc: a fresh, empty address space with one user. */
@@ -144,6 +300,17 @@ export function createMm(phys: PhysMem, opts: CreateMmOptions = {}): MmStruct {
   const id = nextMmId++;
   Atomics.store(ctl, MM_USERS, 1);
   Atomics.store(ctl, MM_ID, id);
+  Atomics.store(ctl, MM_SIZE_PAGES, npages);
+  Atomics.store(ctl, MM_FREE_MODE, opts.freeMode === 'after-clear' ? MM_FREE_AFTER_CLEAR : MM_FREE_AFTER_END);
+  Atomics.store(
+    ctl,
+    MM_THP_MODE,
+    opts.thpMode === 'always'
+      ? THP_MODE_ALWAYS
+      : opts.thpMode === 'never'
+        ? THP_MODE_NEVER
+        : THP_MODE_MADVISE,
+  );
   return new MmStruct(
     {
       id,

@@ -1,0 +1,2 @@
+export * from './hmm.js';
+export * from './pfn.js';

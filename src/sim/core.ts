@@ -1,0 +1,154 @@
+/**
+ * SEAM: the one adapter between the simulation and the mm's mutation API (src/mm/*). The mutator
+ * picks a kind and a range; each entry here turns that into the mm call(s), with the argument
+ * choices (protections, which child to exit) drawn from the mutator's PRNG. A kind whose mm
+ * function is not available is `null`: the mutator leaves it out of the weights and the results
+ * list it under `unavailableKinds`.
+ *
+ * Return values: 0 (done), a negative errno (the mm refused: counted as `failed`), or 1 (nothing
+ * to do there, e.g. no huge page to split: counted as `failed` too).
+ */
+import { PAGE_SIZE, PMD_SIZE } from '../mm/layout.js';
+import type { MmStruct } from '../mm/mm.js';
+import { exitMmap, mmput } from '../mm/exit.js';
+import { forkMm } from '../mm/fork.js';
+import {
+  MAP_ANONYMOUS,
+  MAP_FIXED,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  mmap,
+  mprotect,
+  munmap,
+  PROT_NONE,
+  PROT_READ,
+  PROT_WRITE,
+} from '../mm/mmap.js';
+import { splitHugePage } from '../mm/thp.js';
+import type { Prng } from './prng.js';
+import type { MutationKind } from './scenario.js';
+import type { RegionPlacement } from './workload.js';
+
+/** Files backing 'file' regions, per region index (created by mapRegion on the main thread). */
+const regionFiles = new Map<number, number>();
+
+function protOf(p: string): number {
+  return p === 'rw' ? PROT_READ | PROT_WRITE : p === 'r' ? PROT_READ : PROT_NONE;
+}
+
+/** Map [from, from + pages) of region `r` with the region's original kind and protection. */
+function mapPart(mm: MmStruct, r: RegionPlacement, fromPage: number, pages: number): number {
+  const addr = fromPage * PAGE_SIZE;
+  const length = pages * PAGE_SIZE;
+  const prot = protOf(r.prot);
+  if (r.kind === 'anon') return mmap(mm, { addr, length, prot, flags: MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED });
+  if (r.kind === 'shmem') {
+    // A fresh shmem file each time: a shared anonymous mapping's page cache dies with it.
+    return mmap(mm, { addr, length, prot, flags: MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED });
+  }
+  let file = regionFiles.get(r.index);
+  if (file === undefined) {
+    file = mm.phys.createFile(r.pages);
+    if (file < 0) return file;
+    regionFiles.set(r.index, file);
+  }
+  return mmap(mm, {
+    addr,
+    length,
+    prot,
+    flags: MAP_SHARED | MAP_FIXED,
+    file,
+    offset: (fromPage - r.start) * PAGE_SIZE,
+  });
+}
+
+/** Map a whole region at set-up; 0 or a negative errno. */
+export function mapRegion(mm: MmStruct, r: RegionPlacement): number {
+  const ret = mapPart(mm, r, r.start, r.pages);
+  if (ret < 0) return ret;
+  // SEAM (mm-B madvise.ts): madvise(HUGEPAGE) for r.hugepage regions, once it exists.
+  return 0;
+}
+
+/** What a mutation sees. */
+export interface MutationContext {
+  mm: MmStruct;
+  rng: Prng;
+  /** forked children still alive (oldest first) */
+  children: MmStruct[];
+  /** the region the range lies in */
+  region: RegionPlacement;
+  /** CPU access statistics */
+  cpu: { reads: number; writes: number; faults: number };
+  /** ranges unmapped by munmap, to map again a few operations later */
+  remaps: { region: RegionPlacement; page: number; pages: number; due: number }[];
+  ops: number;
+}
+
+export type MutationFn = (ctx: MutationContext, page: number, pages: number) => number;
+
+const MAX_CHILDREN = 2;
+
+function fork(ctx: MutationContext): MmStruct {
+  const child = forkMm(ctx.mm);
+  ctx.children.push(child);
+  while (ctx.children.length > MAX_CHILDREN) mmput(ctx.children.shift()!);
+  return child;
+}
+
+export const MUTATIONS: Record<MutationKind, MutationFn | null> = {
+  munmap: (ctx, page, pages) => {
+    const ret = munmap(ctx.mm, page * PAGE_SIZE, pages * PAGE_SIZE);
+    if (ret === 0) ctx.remaps.push({ region: ctx.region, page, pages, due: ctx.ops + 8 });
+    return ret;
+  },
+  mprotect: (ctx, page, pages) => {
+    const u = ctx.rng.nextFloat();
+    const prot = u < 0.5 ? PROT_READ | PROT_WRITE : u < 0.8 ? PROT_READ : PROT_NONE;
+    return mprotect(ctx.mm, page * PAGE_SIZE, pages * PAGE_SIZE, prot);
+  },
+  'madvise-dontneed': null, // SEAM (mm-B madvise.ts)
+  'madvise-free': null, // SEAM (mm-B madvise.ts)
+  'madvise-hugepage': null, // SEAM (mm-B madvise.ts)
+  'numa-hinting': null, // SEAM (mm-B numa.ts changeProtNuma)
+  'page-migration': null, // SEAM (mm-B numa.ts migratePages)
+  'swap-out': null, // SEAM (mm-B reclaim.ts swapOut)
+  fork: (ctx) => {
+    fork(ctx);
+    return 0;
+  },
+  writeback: null, // SEAM (mm-B writeback.ts)
+  'clear-refs': null, // SEAM (mm-B: clear_refs / soft-dirty)
+  'thp-split': (ctx, page) => {
+    const addr = Math.floor((page * PAGE_SIZE) / PMD_SIZE) * PMD_SIZE;
+    const ret = splitHugePage(ctx.mm, addr);
+    return ret === 0 ? 0 : 1;
+  },
+  'thp-collapse': null, // SEAM (mm-B khugepaged.ts collapseHugePage)
+  'memory-failure': null, // SEAM (mm-B memory-failure.ts)
+  exit: (ctx) => {
+    // The process's own mm lives for the whole run; exit tears down a forked child.
+    const child = ctx.children.shift() ?? forkMm(ctx.mm);
+    exitMmap(child);
+    return 0;
+  },
+  'oom-reap': null, // SEAM (mm-B oom.ts oomReap)
+  'cpu-access': null, // SEAM (mm-A cpu.ts cpuRead/cpuWrite)
+};
+
+/** Map again what munmap removed, once due (not a mutation kind of its own: mmap invalidates nothing). */
+export function remapDue(ctx: MutationContext, force = false): void {
+  const q = ctx.remaps;
+  for (let i = 0; i < q.length; ) {
+    const r = q[i]!;
+    if (force || r.due <= ctx.ops) {
+      mapPart(ctx.mm, r.region, r.page, r.pages);
+      q.splice(i, 1);
+    } else i++;
+  }
+}
+
+/** Kinds with an mm function wired in. */
+export function availableKinds(): MutationKind[] {
+  return (Object.keys(MUTATIONS) as MutationKind[]).filter((k) => MUTATIONS[k] !== null);
+}

@@ -1,0 +1,81 @@
+/**
+ * The command line as a user meets it: spawn node on bin/hmmsim.js (tsx registered by the shim,
+ * no build step) and check exit codes and output. Also run from another directory.
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const BIN = fileURLToPath(new URL('../../bin/hmmsim.js', import.meta.url));
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const VERSION = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
+
+function hmmsim(args: string[], cwd = ROOT): { code: number | null; out: string; err: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    cwd,
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
+  });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+describe('hmmsim CLI', () => {
+  it('--help prints usage with the run command and exits 0', () => {
+    const r = hmmsim(['--help']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^Usage: hmmsim /);
+    expect(r.out).toMatch(/^\s+run\b/m);
+    expect(r.err).toBe('');
+  });
+
+  it('--version and -V print the package version and exit 0', () => {
+    for (const flag of ['--version', '-V']) {
+      const r = hmmsim([flag]);
+      expect(r.code).toBe(0);
+      expect(r.out.trim()).toBe(VERSION);
+    }
+  });
+
+  it('run prints one line saying it is not implemented yet, and exits 0', () => {
+    const r = hmmsim(['run']);
+    expect(r.code).toBe(0);
+    const lines = r.out.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/not yet implemented/);
+    expect(lines[0]).toMatch(/issue 3/);
+    expect(r.err).toBe('');
+  });
+
+  it('works when started from another directory', () => {
+    const r = hmmsim(['run'], tmpdir());
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/issue 3/);
+  });
+
+  it.each([
+    [['--frobnicate'], /unknown option '--frobnicate'/],
+    [['run', '--frobnicate'], /unknown option '--frobnicate'/],
+    [['rnu'], /unknown command 'rnu'/],
+    [['run', 'extra'], /too many arguments/],
+  ])('%j is a one-line error on stderr with exit 2', (args, message) => {
+    const r = hmmsim(args);
+    expect(r.code).toBe(2);
+    expect(r.out).toBe('');
+    const lines = r.err.trimEnd().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^hmmsim: /);
+    expect(lines[0]).toMatch(message);
+    expect(r.err).not.toMatch(/\bat .*:\d+:\d+/); // no stack trace
+  });
+
+  it('no command prints the help on stderr and exits 2', () => {
+    const r = hmmsim([]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/^Usage: hmmsim /);
+  });
+});

@@ -1,0 +1,77 @@
+/** Types, word slots and the seeded PRNG shared by the shm tests and their worker. */
+
+/** Word slots. Control words, and the hot data words of each test, sit on separate cache lines. */
+export const S = {
+  // in `ctl`
+  READY: 0,
+  GO: 16,
+  DONE: 32,
+  // in `data`
+  COUNTER: 0,
+  INSIDE: 16,
+  SEQ: 32,
+  READERS: 48,
+  WRITERS: 64,
+  PAYLOAD: 80,
+} as const;
+export const CTL_WORDS = 48;
+export const DATA_WORDS = 80 + 64;
+
+export type LockKind = 'mutex' | 'spin' | 'mutex-try' | 'spin-try' | 'rwsem' | 'none';
+export type Role = 'counter' | 'seq-writer' | 'seq-reader' | 'rw-writer' | 'rw-reader' | 'actor';
+
+export type ActorOp =
+  | 'mutexLock'
+  | 'mutexTrylock'
+  | 'mutexUnlock'
+  | 'spinLock'
+  | 'spinTrylock'
+  | 'spinUnlock'
+  | 'downRead'
+  | 'downReadTrylock'
+  | 'upRead'
+  | 'downWrite'
+  | 'downWriteTrylock'
+  | 'upWrite'
+  | 'downgradeWrite';
+
+export interface WorkerInput {
+  role: Role;
+  lock: LockKind;
+  /** Holds the lock words at offset 0. */
+  lockBuf: SharedArrayBuffer;
+  ctl: SharedArrayBuffer;
+  data: SharedArrayBuffer;
+  seed: number;
+  iterations: number;
+  /** Upper bound of the random busy-wait (loop iterations) inside and between sections. */
+  maxDelay: number;
+  /** Payload words the seqlock writer keeps equal. */
+  words: number;
+}
+
+export interface LoopResult {
+  /** Acquisitions that had to wait. */
+  contended: number;
+  /** Broken invariants seen by this worker; every test requires 0. */
+  violations: number;
+  /** Seqlock reads that passed the retry check. */
+  accepted: number;
+  /** Seqlock reads that the retry check rejected. */
+  retried: number;
+  /** Rejected reads that were in fact torn (shows the test can see tearing at all). */
+  tornSeen: number;
+  /** Most rwsem readers this worker saw inside at once (itself included). */
+  maxConcurrent: number;
+}
+
+/** A small seeded PRNG (mulberry32): the same seed gives the same delays. */
+export function mulberry32(seed: number): () => number {
+  let a = seed | 0;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
