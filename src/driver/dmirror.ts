@@ -20,6 +20,16 @@
  */
 import { threadId } from 'node:worker_threads';
 import {
+  ACCESS_MIGRATE_READBACK,
+  ACCESS_READ,
+  ACCESS_WRITE,
+  type AccessContext,
+  type AuditableMirror,
+  noteDeviceWrite,
+  reportStaleAccess,
+  type ViolationLog,
+} from '../checker/oracles.js';
+import {
   injection,
   MUTANT_INVALIDATE_NO_LOCK,
   MUTANT_INVALIDATE_NOOP,
@@ -34,16 +44,6 @@ import {
   POINT_DEVICE_ACCESS,
   POINT_IN_INVALIDATE,
 } from '../checker/points.js';
-import {
-  ACCESS_MIGRATE_READBACK,
-  ACCESS_READ,
-  ACCESS_WRITE,
-  type AccessContext,
-  type AuditableMirror,
-  noteDeviceWrite,
-  reportStaleAccess,
-  type ViolationLog,
-} from '../checker/oracles.js';
 import { type HmmRange, hmmRangeFault } from '../hmm/hmm.js';
 import {
   HMM_PFN_ERROR_HI,
@@ -80,7 +80,13 @@ import {
 import { LINE_WORDS, sharedInt32 } from '../shm/layout.js';
 import { mutexLock, mutexTrylock, mutexUnlock } from '../shm/mutex.js';
 import { dmirrorMigrateChunk, dmirrorMigrateToRam, dmirrorMmapPages } from './dmirror-migrate.js';
-import { driverHook, driverNow, driverPoint, HOOK_AFTER_HMM_RANGE_FAULT, HOOK_AFTER_INVALIDATE } from './sched.js';
+import {
+  driverHook,
+  driverNow,
+  driverPoint,
+  HOOK_AFTER_HMM_RANGE_FAULT,
+  HOOK_AFTER_INVALIDATE,
+} from './sched.js';
 import type {
   DeviceDescriptor,
   DriverEnv,
@@ -357,7 +363,9 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
   /** mmu_interval_notifier_ops of the file's subscription(s) */
   readonly ops: { invalidate: (sub: MmuIntervalNotifier, r: MmuNotifierRange, cur: number) => boolean };
   /** ops of snapshot's temporary subscriptions (dmirror_snapshot_invalidate) */
-  readonly snapshotOps: { invalidate: (sub: MmuIntervalNotifier, r: MmuNotifierRange, cur: number) => boolean };
+  readonly snapshotOps: {
+    invalidate: (sub: MmuIntervalNotifier, r: MmuNotifierRange, cur: number) => boolean;
+  };
   /** this thread's scratch: one chunk's hmm_pfns, generations after the walk, and the range */
   private readonly pfns = new Int32Array(2 * DMIRROR_CHUNK_PAGES);
   private readonly gens = new Int32Array(DMIRROR_CHUNK_PAGES);
@@ -365,6 +373,7 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
   private readonly actx: AccessContext;
   /** progress of the running operation (one per thread at a time) */
   private cur: MirrorOpResult = newStats();
+  private bounce = new Int32Array(0);
 
   constructor(
     device: DmirrorDevice,
@@ -556,7 +565,8 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
     for (let addr = start; addr < end; ) {
       let next = Math.min(end, addr + DMIRROR_CHUNK_PAGES * PAGE_SIZE);
       if (this.subs.length > 1) {
-        const regionEnd = (Math.floor(addr / PAGE_SIZE / this.regionPages) + 1) * this.regionPages * PAGE_SIZE;
+        const regionEnd =
+          (Math.floor(addr / PAGE_SIZE / this.regionPages) + 1) * this.regionPages * PAGE_SIZE;
         if (next > regionEnd) next = regionEnd;
       }
       range.notifier = this.subFor(addr / PAGE_SIZE);
@@ -582,11 +592,11 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
     const c = this.ctl;
     const deadline = driverNow() + HMM_RANGE_DEFAULT_TIMEOUT;
     for (let attempt = 0; ; attempt++) {
-      if (attempt > 0) this.cur.retries++;
       if (driverNow() > deadline) {
         this.stat(ST_TIMEOUTS);
         return -EBUSY;
       }
+      if (attempt > 0) this.cur.retries++;
       range.notifierSeq = mmuIntervalReadBegin(sub);
       if (mmuNotifierStats.lastReadBeginSlept) this.stat(ST_BEGIN_SLEEPS);
       driverPoint(POINT_AFTER_READ_BEGIN);
@@ -770,6 +780,9 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
     const page0 = addr / PAGE_SIZE;
     const end = page0 + npages;
     const what = write ? ACCESS_WRITE : ACCESS_READ;
+    // A read copies into a bounce buffer first: data reaches the caller only on success.
+    const user = buf;
+    if (!write) buf = this.bounceFor(npages);
     for (;;) {
       const ret = this.accessPass(page0 + res.cpages, end, buf, page0, what);
       if (ret !== -ENOENT) {
@@ -785,7 +798,15 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
       res.faults++;
       this.stat(ST_FAULTS);
     }
+    if (!write && res.ret === 0) user.set(buf.subarray(0, npages * this.phys.W));
     return res;
+  }
+
+  /** This thread's bounce buffer for reads (dmirror_bounce_init), grown on demand. */
+  private bounceFor(npages: number): Int32Array {
+    const n = npages * this.phys.W;
+    if (this.bounce.length < n) this.bounce = new Int32Array(n);
+    return this.bounce;
   }
 
   read(addr: number, npages: number, out: Int32Array): MirrorOpResult {
@@ -848,12 +869,12 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
     const deadline = driverNow() + HMM_RANGE_DEFAULT_TIMEOUT;
     let ret = 0;
     for (let attempt = 0; ; attempt++) {
-      if (attempt > 0) this.cur.retries++;
       if (driverNow() > deadline) {
         this.stat(ST_TIMEOUTS);
         ret = -EBUSY;
         break;
       }
+      if (attempt > 0) this.cur.retries++;
       range.notifierSeq = mmuIntervalReadBegin(sub);
       if (mmuNotifierStats.lastReadBeginSlept) this.stat(ST_BEGIN_SLEEPS);
       driverPoint(POINT_AFTER_READ_BEGIN);
@@ -894,7 +915,10 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
     const st = this.phys.frameState(pfn);
     let perm: number;
     if ((st & FR_DEVICE_PRIVATE) !== 0) {
-      perm = frOwner(st) === this.device.owner ? HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL : HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE;
+      perm =
+        frOwner(st) === this.device.owner
+          ? HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL
+          : HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE;
     } else if (pfn === ZERO_PFN && order === 0) perm = HMM_DMIRROR_PROT_ZERO;
     else perm = HMM_DMIRROR_PROT_NONE;
     perm |= (hi & HMM_PFN_WRITE_HI) !== 0 ? HMM_DMIRROR_PROT_WRITE : HMM_DMIRROR_PROT_READ;
@@ -943,7 +967,9 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
     }
     // Return the migrated data for verification (dmirror_do_read under the lock).
     const page0 = addr / PAGE_SIZE;
-    res.ret = this.accessPass(page0, page0 + npages, out, page0, ACCESS_MIGRATE_READBACK);
+    const b = this.bounceFor(npages);
+    res.ret = this.accessPass(page0, page0 + npages, b, page0, ACCESS_MIGRATE_READBACK);
+    if (res.ret === 0) out.set(b.subarray(0, npages * this.phys.W));
     return res;
   }
 
@@ -983,7 +1009,11 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
   mirrorEntry(page: number): { pfn: number; writable: boolean; gen: number } | null {
     const e = Atomics.load(this.mirror, 2 * page);
     if (e === 0) return null;
-    return { pfn: e & MIR_PFN_MASK, writable: (e & MIR_WRITE) !== 0, gen: Atomics.load(this.mirror, 2 * page + 1) };
+    return {
+      pfn: e & MIR_PFN_MASK,
+      writable: (e & MIR_WRITE) !== 0,
+      gen: Atomics.load(this.mirror, 2 * page + 1),
+    };
   }
 
   /** dmirror_fops_release: remove the subscription(s); the mirror is dropped. */
@@ -1001,7 +1031,7 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
 /** dmirror_devmem_fault: dev_pagemap_ops.migrate_to_ram of `dev` (see dmirror-migrate.ts). */
 function dmirrorDevmemFault(dev: DmirrorDevice, mm: MmStruct, address: number, pfn: number): number {
   const fileId = Atomics.load(dev.zdd, pfn);
-  return dmirrorMigrateToRam(dev, fileId !== 0 ? filesById.get(fileId) : undefined, mm, address, pfn);
+  return dmirrorMigrateToRam(dev, fileId, fileId !== 0 ? filesById.get(fileId) : undefined, mm, address, pfn);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1018,10 +1048,12 @@ function createDeviceCtl(opts: DmirrorDeviceOptions, nframes: number): { ctl: In
 }
 
 /** The v5.10 reference driver. `createDevice` takes DmirrorDeviceOptions. */
-export const dmirrorDriver: MirrorDriver & {
+export interface DmirrorDriver extends MirrorDriver {
   createDevice(env: DmirrorEnv, opts?: DmirrorDeviceOptions): DmirrorDevice;
   attachDevice(env: DmirrorEnv, d: DeviceDescriptor): DmirrorDevice;
-} = {
+}
+
+export const dmirrorDriver: DmirrorDriver = {
   name: DMIRROR_DRIVER_NAME,
   createDevice(env: DmirrorEnv, opts: DmirrorDeviceOptions = {}): DmirrorDevice {
     const { ctl, zdd } = createDeviceCtl(opts, env.phys.nframes);
@@ -1040,7 +1072,11 @@ export const dmirrorDriver: MirrorDriver & {
 };
 
 /** Convenience: the test driver's module init makes two devices. */
-export function dmirrorCreateDevices(env: DmirrorEnv, n = 2, opts: DmirrorDeviceOptions = {}): DmirrorDevice[] {
+export function dmirrorCreateDevices(
+  env: DmirrorEnv,
+  n = 2,
+  opts: DmirrorDeviceOptions = {},
+): DmirrorDevice[] {
   const out: DmirrorDevice[] = [];
   for (let i = 0; i < n; i++) out.push(dmirrorDriver.createDevice(env, opts));
   return out;

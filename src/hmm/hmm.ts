@@ -148,6 +148,13 @@ export function hmmStatsReset(): void {
 
 const ACTION_MASK = 0xf;
 const CPU_MASK = HMM_PFN_VALID_HI | HMM_PFN_WRITE_HI | (0x1f << 24);
+/** PTE table: the output's low word is the entry's payload (else 0) when nothing is required */
+const PTE_OUT_PFN_SHIFT = 4;
+const PTE_OUT_PFN = 1 << PTE_OUT_PFN_SHIFT;
+/** PTE table: the kind needs more than the table (owner or zero-PFN test): take hmmVmaHandlePte */
+const PTE_SLOW = 1 << 5;
+/** the CPU flags a request can demand: VALID (REQ_FAULT) and WRITE (REQ_WRITE) */
+const NEED_BITS_HI = HMM_PFN_VALID_HI | HMM_PFN_WRITE_HI;
 
 // PTE actions
 const PTE_A_NONE = 0; // pte_none
@@ -173,12 +180,11 @@ function pteKindCpuFlags(kind: number): number {
 }
 
 /**
- * Build the PTE table for one kernel. The two kernels differ in the raw-PFN test of
- * hmm_vma_handle_pte: v5.10.109 asks "not a normal page (vm_normal_page: special), not devmap,
- * not the zero page"; [v5.10.0] asked "special and not the zero page", so a devmap PTE that is
- * special was refused there.
+ * Build the PTE table. Every special present PTE is SLOW: the raw-PFN test needs the PFN (the zero
+ * page is special too) and is where the two kernels differ (see hmmVmaHandlePte). One table for
+ * both kernels keeps it a module constant the compiler can see through.
  */
-function buildPteTable(v5100: boolean): Int32Array {
+function buildPteTable(): Int32Array {
   const t = new Int32Array(256);
   for (let kind = 0; kind < 256; kind++) {
     const w = kind << PTE_KIND_SHIFT;
@@ -189,9 +195,7 @@ function buildPteTable(v5100: boolean): Int32Array {
         break;
       case PTE_TYPE_PRESENT: {
         const special = (w & PTE_SPECIAL) !== 0;
-        const devmap = (w & PTE_DEVMAP) !== 0;
-        const maybeRaw = v5100 ? special : special && !devmap;
-        e = (maybeRaw ? PTE_A_RAWCHK : PTE_A_PRESENT) | pteKindCpuFlags(kind);
+        e = (special ? PTE_A_RAWCHK | PTE_SLOW : PTE_A_PRESENT) | PTE_OUT_PFN | pteKindCpuFlags(kind);
         break;
       }
       case PTE_TYPE_SWAP:
@@ -202,7 +206,12 @@ function buildPteTable(v5100: boolean): Int32Array {
         break;
       case PTE_TYPE_DEVICE_PRIVATE:
         // cpu flags as reported for the caller's own page: VALID (+WRITE if the entry is writable)
-        e = PTE_A_DEVICE_PRIVATE | HMM_PFN_VALID_HI | ((w & PTE_WRITE) !== 0 ? HMM_PFN_WRITE_HI : 0);
+        e =
+          PTE_A_DEVICE_PRIVATE |
+          PTE_SLOW |
+          PTE_OUT_PFN |
+          HMM_PFN_VALID_HI |
+          ((w & PTE_WRITE) !== 0 ? HMM_PFN_WRITE_HI : 0);
         break;
       case PTE_TYPE_HWPOISON:
         e = PTE_A_OTHER;
@@ -244,8 +253,7 @@ function buildPmdTable(): Int32Array {
   return t;
 }
 
-const PTE_KIND_V5_10_109 = buildPteTable(false);
-const PTE_KIND_V5_10_0 = buildPteTable(true);
+const PTE_KIND = buildPteTable();
 const PMD_KIND = buildPmdTable();
 
 // hmm_pte_need_fault() results
@@ -271,7 +279,6 @@ let wDefault = 0;
 let wMask = 0;
 let wOwner = -1;
 let wFaultPossible = false;
-let wPteKind: Int32Array = PTE_KIND_V5_10_109;
 let wV5100 = false;
 /** hmm_vma_walk.last: where the next walk starts (a page number) */
 let wLast = 0;
@@ -286,7 +293,7 @@ let wAtomicsReference = false;
  * The request is (input & pfn_flags_mask) | default_flags: a driver can fault a whole range with
  * default_flags alone, or per page through the mask.
  */
-export function hmmPteNeedFault(inHi: number, cpuHi: number): number {
+function hmmPteNeedFault(inHi: number, cpuHi: number): number {
   const req = (inHi & wMask) | wDefault;
   if ((req & HMM_PFN_REQ_FAULT_HI) === 0) return 0; // a snapshot of this page
   if ((req & HMM_PFN_REQ_WRITE_HI) !== 0 && (cpuHi & HMM_PFN_WRITE_HI) === 0) {
@@ -300,7 +307,7 @@ export function hmmPteNeedFault(inHi: number, cpuHi: number): number {
  * hmm_range_need_fault(): the OR of the requirements of pages [page, end) against one CPU state.
  * Shortcut: if neither default_flags nor the mask can carry REQ_FAULT, nothing is ever required.
  */
-export function hmmRangeNeedFault(page: number, end: number, cpuHi: number): number {
+function hmmRangeNeedFault(page: number, end: number, cpuHi: number): number {
   if (!wFaultPossible) return 0;
   const pfns = wPfns;
   let required = 0;
@@ -329,7 +336,7 @@ function hmmPfnsFill(page: number, end: number, hi: number): void {
  * walk from `last` with -EBUSY. A write requirement on a VMA without VM_WRITE is -EPERM; any
  * fault error (SIGSEGV, SIGBUS, OOM) stops the run with -EFAULT.
  */
-export function hmmVmaFault(page: number, end: number, required: number, vmaFlags: number): number {
+function hmmVmaFault(page: number, end: number, required: number, vmaFlags: number): number {
   wLast = page;
   let faultFlags = FAULT_FLAG_REMOTE;
   if ((required & HMM_NEED_WRITE_FAULT) !== 0) {
@@ -379,11 +386,12 @@ function hmmVmaWalkHoleNoVma(page: number, end: number): number {
 // PTE level
 
 /**
- * hmm_vma_handle_pte() for every kind but a normal present page (that one is inlined in the loop
- * of hmmVmaWalkPmd). `w` is the PTE as read once, `k` its table word, `i` its hmm_pfns slot.
+ * hmm_vma_handle_pte(), the full per-PTE logic; hmmVmaWalkPtesLoop calls it only for a
+ * page that needs a fault or for a SLOW kind (device-private: the owner test; special: the
+ * zero-PFN test). `w` is the PTE as read once, `k` its table word, `i` its hmm_pfns slot.
  * Returns 0 to go on with the next PTE, or the walk's return value.
  */
-export function hmmVmaHandlePte(
+function hmmVmaHandlePte(
   page: number,
   end: number,
   w: number,
@@ -408,10 +416,12 @@ export function hmmVmaHandlePte(
       required = hmmPteNeedFault(inHi, cpuHi);
       if (required !== 0) return hmmVmaFault(page, end, required, vmaFlags);
       const pfn = w & PTE_PAYLOAD_MASK;
-      // The raw-PFN test: a special PTE (not a normal page: VM_PFNMAP/VM_MIXEDMAP style) that is
-      // neither a device map nor the zero page cannot be handed to a device. Since the request
-      // was satisfied above, only "REQ_FAULT at all" turns it into -EFAULT.
-      if ((k & ACTION_MASK) === PTE_A_RAWCHK && pfn !== ZERO_PFN) {
+      // The raw-PFN test: a PTE that does not map a normal page (vm_normal_page: a special PTE,
+      // VM_PFNMAP/VM_MIXEDMAP style) and is neither a device map nor the zero page cannot be
+      // handed to a device ([v5.10.0]: "special and not the zero page", so a special devmap PTE
+      // was refused too). Since the request was satisfied above, only "REQ_FAULT at all" turns it
+      // into -EFAULT.
+      if ((k & ACTION_MASK) === PTE_A_RAWCHK && pfn !== ZERO_PFN && (wV5100 || (w & PTE_DEVMAP) === 0)) {
         if (hmmPteNeedFault(inHi, 0) !== 0) return -EFAULT;
         pfns[i] = 0;
         pfns[i + 1] = HMM_PFN_ERROR_HI;
@@ -462,59 +472,142 @@ export function hmmVmaHandlePte(
   }
 }
 
-/** The PTE loop of hmm_vma_walk_pmd() over one PTE table, pages [page, end). */
-function hmmVmaWalkPtes(page: number, end: number, vmaFlags: number): number {
-  const pte = wPte;
-  const pfns = wPfns;
-  const tbl = wPteKind;
-  const faultPossible = wFaultPossible;
-  for (let i = 2 * (page - wStartPage); page < end; page++, i += 2) {
+// The PTE loop of hmm_vma_walk_pmd() is split in two: a tight scan that handles every page whose
+// output follows from the table alone and stops at the first page that needs more (a fault, or a
+// SLOW kind), and hmmVmaWalkPtesLoop, which hands that page to hmmVmaHandlePte and resumes the
+// scan. Keeping the call out of the scan's loop body keeps the loop small for the compiler.
+
+/** The scans: each fills pages from `page` on and returns the page it stopped at (or `end`). */
+const SCAN_SNAPSHOT = 0;
+const SCAN_FAULT = 1;
+const SCAN_SNAPSHOT_ATOMICS_REFERENCE = 2;
+const SCAN_FAULT_ATOMICS_REFERENCE = 3;
+
+/**
+ * The scan when nothing can be required (the shortcut: neither default_flags nor the mask carries
+ * REQ_FAULT, a snapshot). Table-driven: for every kind but the SLOW ones the output is a pure
+ * function of the kind byte and the payload (present: pfn | cpu flags; protnone: pfn; none and
+ * every non-present kind but the caller's device page: 0), written without branching on the kind.
+ */
+function hmmPteScanSnapshot(pte: Int32Array, pfns: Int32Array, page: number, end: number, i: number): number {
+  for (; page < end; page++, i += 2) {
     // READ_ONCE(*ptep): one plain read of one Int32 (tear-free), decoded only from this copy;
     // validated by the caller's mmu_interval_read_retry under its lock (see the file header).
     const w = pte[page]!;
-    const k = tbl[w >>> PTE_KIND_SHIFT]!;
-    if ((k & ACTION_MASK) === PTE_A_PRESENT) {
-      const cpuHi = k & CPU_MASK;
-      if (faultPossible) {
-        const required = hmmPteNeedFault(pfns[i + 1]!, cpuHi);
-        // The run goes from this PTE to the end of the PMD step, with this PTE's requirement.
-        if (required !== 0) return hmmVmaFault(page, end, required, vmaFlags);
-      }
-      pfns[i] = w & PTE_PAYLOAD_MASK;
-      pfns[i + 1] = cpuHi;
-      continue;
-    }
-    const r = hmmVmaHandlePte(page, end, w, k, i, vmaFlags);
-    if (r !== 0) return r;
+    const k = PTE_KIND[w >>> PTE_KIND_SHIFT]!;
+    if ((k & PTE_SLOW) !== 0) return page;
+    pfns[i] = w & PTE_PAYLOAD_MASK & -((k >>> PTE_OUT_PFN_SHIFT) & 1);
+    pfns[i + 1] = k & CPU_MASK;
   }
-  return 0;
+  return end;
 }
 
 /**
- * BENCHMARK REFERENCE ONLY: a copy of the PTE loop above that reads each PTE with Atomics.load,
- * to measure what the plain-read rule saves. Reached only through
- * hmmRangeFaultAtomicsLoadReference; used nowhere else.
+ * The scan when pages may require faults. hmm_pte_need_fault() is computed without branches:
+ * REQ_FAULT is the sign bit, and REQ_WRITE/REQ_FAULT sit at the bit positions of WRITE/VALID, so
+ * a page needs a fault iff its request has REQ_FAULT and asks for a VALID or WRITE the CPU lacks.
  */
-function hmmVmaWalkPtesAtomicsLoadReference(page: number, end: number, vmaFlags: number): number {
+function hmmPteScanFault(
+  pte: Int32Array,
+  pfns: Int32Array,
+  page: number,
+  end: number,
+  i: number,
+  mask: number,
+  dflt: number,
+): number {
+  for (; page < end; page++, i += 2) {
+    // READ_ONCE(*ptep): as in hmmPteScanSnapshot
+    const w = pte[page]!;
+    const k = PTE_KIND[w >>> PTE_KIND_SHIFT]!;
+    const cpuHi = k & CPU_MASK;
+    const req = (pfns[i + 1]! & mask) | dflt;
+    if (((k & PTE_SLOW) | ((req >> 31) & req & ~cpuHi & NEED_BITS_HI)) !== 0) return page;
+    pfns[i] = w & PTE_PAYLOAD_MASK & -((k >>> PTE_OUT_PFN_SHIFT) & 1);
+    pfns[i + 1] = cpuHi;
+  }
+  return end;
+}
+
+/**
+ * BENCHMARK REFERENCE ONLY: hmmPteScanSnapshot reading each PTE with Atomics.load, to measure
+ * what the plain-read rule saves. Reached only through hmmRangeFaultAtomicsLoadReference.
+ */
+function hmmPteScanSnapshotAtomicsLoadReference(
+  pte: Int32Array,
+  pfns: Int32Array,
+  page: number,
+  end: number,
+  i: number,
+): number {
+  for (; page < end; page++, i += 2) {
+    const w = Atomics.load(pte, page);
+    const k = PTE_KIND[w >>> PTE_KIND_SHIFT]!;
+    if ((k & PTE_SLOW) !== 0) return page;
+    pfns[i] = w & PTE_PAYLOAD_MASK & -((k >>> PTE_OUT_PFN_SHIFT) & 1);
+    pfns[i + 1] = k & CPU_MASK;
+  }
+  return end;
+}
+
+/** BENCHMARK REFERENCE ONLY: hmmPteScanFault reading each PTE with Atomics.load. */
+function hmmPteScanFaultAtomicsLoadReference(
+  pte: Int32Array,
+  pfns: Int32Array,
+  page: number,
+  end: number,
+  i: number,
+  mask: number,
+  dflt: number,
+): number {
+  for (; page < end; page++, i += 2) {
+    const w = Atomics.load(pte, page);
+    const k = PTE_KIND[w >>> PTE_KIND_SHIFT]!;
+    const cpuHi = k & CPU_MASK;
+    const req = (pfns[i + 1]! & mask) | dflt;
+    if (((k & PTE_SLOW) | ((req >> 31) & req & ~cpuHi & NEED_BITS_HI)) !== 0) return page;
+    pfns[i] = w & PTE_PAYLOAD_MASK & -((k >>> PTE_OUT_PFN_SHIFT) & 1);
+    pfns[i + 1] = cpuHi;
+  }
+  return end;
+}
+
+/**
+ * The PTE loop of hmm_vma_walk_pmd() over one PTE table, pages [page, end): scan, and give each
+ * page the scan stopped at to hmmVmaHandlePte (a fault run from that PTE to the end of the PMD
+ * step with that PTE's requirement, or a SLOW kind).
+ */
+function hmmVmaWalkPtesLoop(page: number, end: number, vmaFlags: number, scan: number): number {
   const pte = wPte;
   const pfns = wPfns;
-  const tbl = wPteKind;
-  const faultPossible = wFaultPossible;
-  for (let i = 2 * (page - wStartPage); page < end; page++, i += 2) {
-    const w = Atomics.load(pte, page);
-    const k = tbl[w >>> PTE_KIND_SHIFT]!;
-    if ((k & ACTION_MASK) === PTE_A_PRESENT) {
-      const cpuHi = k & CPU_MASK;
-      if (faultPossible) {
-        const required = hmmPteNeedFault(pfns[i + 1]!, cpuHi);
-        if (required !== 0) return hmmVmaFault(page, end, required, vmaFlags);
-      }
-      pfns[i] = w & PTE_PAYLOAD_MASK;
-      pfns[i + 1] = cpuHi;
-      continue;
+  const mask = wMask;
+  const dflt = wDefault;
+  const base = wStartPage;
+  while (page < end) {
+    const i0 = 2 * (page - base);
+    switch (scan) {
+      case SCAN_SNAPSHOT:
+        page = hmmPteScanSnapshot(pte, pfns, page, end, i0);
+        break;
+      case SCAN_FAULT:
+        page = hmmPteScanFault(pte, pfns, page, end, i0, mask, dflt);
+        break;
+      case SCAN_SNAPSHOT_ATOMICS_REFERENCE:
+        page = hmmPteScanSnapshotAtomicsLoadReference(pte, pfns, page, end, i0);
+        break;
+      case SCAN_FAULT_ATOMICS_REFERENCE:
+        page = hmmPteScanFaultAtomicsLoadReference(pte, pfns, page, end, i0, mask, dflt);
+        break;
+      default:
+        throw new Error('hmmVmaWalkPtesLoop: unknown scan');
     }
-    const r = hmmVmaHandlePte(page, end, w, k, i, vmaFlags);
+    if (page >= end) return 0;
+    // READ_ONCE(*ptep) again: the scan stopped here without acting on its copy, so this one
+    // copy alone decides what happens to the page (hmmVmaHandlePte handles every kind).
+    const w = scan >= SCAN_SNAPSHOT_ATOMICS_REFERENCE ? Atomics.load(pte, page) : pte[page]!;
+    const r = hmmVmaHandlePte(page, end, w, PTE_KIND[w >>> PTE_KIND_SHIFT]!, 2 * (page - base), vmaFlags);
     if (r !== 0) return r;
+    page++;
   }
   return 0;
 }
@@ -527,13 +620,7 @@ function hmmVmaWalkPtesAtomicsLoadReference(page: number, end: number, vmaFlags:
  * inside the range if required (OR-ed); else each page gets (head pfn + offset) | cpu flags, where
  * the flags carry order 9, or nothing at all for a protnone PMD.
  */
-export function hmmVmaHandlePmd(
-  page: number,
-  end: number,
-  pmd: number,
-  cpuHi: number,
-  vmaFlags: number,
-): number {
+function hmmVmaHandlePmd(page: number, end: number, pmd: number, cpuHi: number, vmaFlags: number): number {
   const required = hmmRangeNeedFault(page, end, cpuHi);
   if (required !== 0) return hmmVmaFault(page, end, required, vmaFlags);
   const pfns = wPfns;
@@ -583,9 +670,13 @@ function hmmVmaWalkPmd(page: number, end: number, vmaFlags: number): number {
       }
 
       case PMD_A_TABLE:
-        return wAtomicsReference
-          ? hmmVmaWalkPtesAtomicsLoadReference(page, end, vmaFlags)
-          : hmmVmaWalkPtes(page, end, vmaFlags);
+        return hmmVmaWalkPtesLoop(
+          page,
+          end,
+          vmaFlags,
+          (wFaultPossible ? SCAN_FAULT : SCAN_SNAPSHOT) +
+            (wAtomicsReference ? SCAN_SNAPSHOT_ATOMICS_REFERENCE : 0),
+        );
 
       default:
         // any other non-present PMD, or a bad one: cannot be faulted in
@@ -670,7 +761,7 @@ function hmmWalkHugetlbRange(page: number, end: number, vmaFlags: number, order:
  * requires a fault (against "nothing" on the CPU) that is -EFAULT; else its pages get
  * HMM_PFN_ERROR and the walk skips it (1).
  */
-export function hmmVmaWalkTest(page: number, end: number, vmaFlags: number): number {
+function hmmVmaWalkTest(page: number, end: number, vmaFlags: number): number {
   const refused = wV5100 ? VM_IO | VM_PFNMAP | VM_MIXEDMAP : VM_IO | VM_PFNMAP;
   if ((vmaFlags & refused) === 0 && (vmaFlags & VM_READ) !== 0) return 0;
   if (hmmRangeNeedFault(page, end, 0) !== 0) return -EFAULT;
@@ -682,7 +773,7 @@ export function hmmVmaWalkTest(page: number, end: number, vmaFlags: number): num
  * walk_page_range() with hmm's ops, pages [start, end): one VMA (or gap) at a time. An empty range
  * is -EINVAL here, i.e. only after hmm_range_fault's first sequence check.
  */
-export function hmmVmaWalk(start: number, end: number): number {
+function hmmVmaWalk(start: number, end: number): number {
   if (start >= end) return -EINVAL;
   const mm = wMm!;
   const vmas = wVmas;
@@ -759,7 +850,6 @@ function hmmRangeFaultInner(range: HmmRange, kernel: HmmKernel, atomicsReference
   wOwner = range.devPrivateOwner;
   wFaultPossible = ((wDefault | wMask) & HMM_PFN_REQ_FAULT_HI) !== 0;
   wV5100 = kernel === '5.10.0';
-  wPteKind = wV5100 ? PTE_KIND_V5_10_0 : PTE_KIND_V5_10_109;
   wAtomicsReference = atomicsReference;
   wLast = startPage;
 

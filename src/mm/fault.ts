@@ -97,8 +97,8 @@ const AGAIN = -1;
 const MAX_PASSES = 64;
 /** Fault-around window (fault_around_bytes = 64 KiB). */
 const FAULT_AROUND_PAGES = 16;
-/** How long migrationEntryWait waits at most (ms) before letting the caller retry. */
-export const MIGRATION_WAIT_MS = 2000;
+/** Tunables: how long migrationEntryWait waits at most (ms) before letting the caller retry. */
+export const faultConfig = { migrationWaitMs: 2000 };
 
 /** This thread's fault statistics (merged by the sim). */
 export const faultStats = {
@@ -560,12 +560,12 @@ function hugetlbFault(mm: MmStruct, vi: number, vflags: number, page: number, wr
 /**
  * migration_entry_wait: sleep until the migration entry at `page` (PTE or PMD) is gone. Waits on
  * the mm's MM_MIGRATION_WAIT word, which the migration code bumps and notifies
- * (migrationEntryWake) whenever it removes migration entries; bounded by MIGRATION_WAIT_MS, after
+ * (migrationEntryWake) whenever it removes migration entries; bounded by faultConfig.migrationWaitMs, after
  * which the caller simply retries.
  */
 export function migrationEntryWait(mm: MmStruct, page: number): void {
   faultStats.migrationWaits++;
-  const deadline = Date.now() + MIGRATION_WAIT_MS;
+  const deadline = Date.now() + faultConfig.migrationWaitMs;
   for (;;) {
     const g = Atomics.load(mm.ctl, MM_MIGRATION_WAIT);
     const pmd = Atomics.load(mm.pmd, page >>> 9);

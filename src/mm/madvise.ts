@@ -62,7 +62,12 @@ export const madviseStats = {
  */
 export function madvise(mm: MmStruct, start: number, len: number, advice: number): number {
   if (start < 0 || start % PAGE_SIZE !== 0 || !(len >= 0)) return -EINVAL;
-  if (advice !== MADV_DONTNEED && advice !== MADV_FREE && advice !== MADV_HUGEPAGE && advice !== MADV_NOHUGEPAGE) {
+  if (
+    advice !== MADV_DONTNEED &&
+    advice !== MADV_FREE &&
+    advice !== MADV_HUGEPAGE &&
+    advice !== MADV_NOHUGEPAGE
+  ) {
     return -EINVAL;
   }
   const end = start + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE;
@@ -191,7 +196,8 @@ function madviseFree(mm: MmStruct, vi: number, sp: number, ep: number): number {
  */
 function madviseHugepage(mm: MmStruct, vi: number, sp: number, ep: number, advice: number): number {
   const f = mm.vmaField(vi, VMA_FLAGS);
-  const nf = advice === MADV_HUGEPAGE ? (f & ~VM_NOHUGEPAGE) | VM_HUGEPAGE : (f & ~VM_HUGEPAGE) | VM_NOHUGEPAGE;
+  const nf =
+    advice === MADV_HUGEPAGE ? (f & ~VM_NOHUGEPAGE) | VM_HUGEPAGE : (f & ~VM_HUGEPAGE) | VM_NOHUGEPAGE;
   if (nf === f) return 0;
   let i = vi;
   if (mm.vmaField(i, VMA_START) < sp) {

@@ -233,6 +233,24 @@ export function vmaSplit(mm: MmStruct, i: number, page: number): number {
   return vmaInsert(mm, hi);
 }
 
+/**
+ * vma_merge (the part hmmsim needs): merge VMA `i` with VMA `i + 1` if they touch and are
+ * compatible (same flags apart from the anon bit, same file with contiguous offsets, same hugetlb
+ * order). Returns the file id whose mapping count the caller must drop (filePut) when two records
+ * of one file became one, -1 otherwise, or -2 if nothing was merged. Caller holds the write lock.
+ */
+export function vmaMergeNext(mm: MmStruct, i: number, anonBit: number): number {
+  if (i < 0 || i + 1 >= mm.vmaCount) return -2;
+  const a = vmaRecord(mm, i);
+  const b = vmaRecord(mm, i + 1);
+  if (a.end !== b.start || (a.flags | anonBit) !== (b.flags | anonBit) || a.file !== b.file) return -2;
+  if (a.hugeOrder !== b.hugeOrder || (a.file >= 0 && a.pgoff + (a.end - a.start) !== b.pgoff)) return -2;
+  Atomics.store(mm.vmas, i * VMA_STRIDE + VMA_END, b.end);
+  Atomics.store(mm.vmas, i * VMA_STRIDE + VMA_FLAGS, a.flags | b.flags);
+  vmaRemove(mm, i + 1);
+  return a.file >= 0 ? a.file : -1;
+}
+
 /** Remove VMA `i` from the table (detach_vmas_to_be_unmapped). Caller holds the write lock. */
 export function vmaRemove(mm: MmStruct, i: number): void {
   const n = mm.vmaCount;

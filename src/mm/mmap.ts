@@ -21,6 +21,7 @@ import {
   PTE_WRITE,
   PUD_SIZE,
   VM_EXEC,
+  VM_HMMSIM_ANON_VMA,
   VM_HUGETLB,
   VM_IO,
   VM_MAYSHARE,
@@ -34,7 +35,7 @@ import {
   VMA_FLAGS,
   VMA_START,
 } from './layout.js';
-import { type MmStruct, vmaInsert, vmaRecord, vmaRemove, vmaSetFlags, vmaSplit } from './mm.js';
+import { type MmStruct, vmaInsert, vmaMergeNext, vmaRecord, vmaRemove, vmaSetFlags, vmaSplit } from './mm.js';
 import {
   EBADF,
   EBUSY,
@@ -162,9 +163,26 @@ export function mmap(mm: MmStruct, opts: MmapOptions): number {
     });
     if (r < 0) return r;
     if (file >= 0) phys.fileGet(file);
+    mergeAround(mm, start, start + len);
     return start;
   } finally {
     mm.mmapWriteUnlock();
+  }
+}
+
+/**
+ * vma_merge after mmap / mprotect: merge compatible neighbours from the VMA before [start, end)
+ * to the one after it, so that repeated mprotect / MAP_FIXED churn does not fill the VMA table.
+ * Caller holds the mmap lock for write.
+ */
+function mergeAround(mm: MmStruct, start: number, end: number): void {
+  let i = mm.findVmaIndex(start / PAGE_SIZE);
+  if (i < 0) return;
+  if (i > 0) i--;
+  while (i + 1 < mm.vmaCount && mm.vmaField(i, VMA_START) <= end / PAGE_SIZE) {
+    const r = vmaMergeNext(mm, i, VM_HMMSIM_ANON_VMA);
+    if (r === -2) i++;
+    else if (r >= 0) mm.phys.filePut(r);
   }
 }
 
@@ -295,6 +313,7 @@ export function mprotect(mm: MmStruct, addr: number, len: number, prot: number):
       vmaSetFlags(mm, i, nf);
       changeProtection(mm, v.start * PAGE_SIZE, v.end * PAGE_SIZE, nf, v.file);
     }
+    mergeAround(mm, addr, end);
     return 0;
   } finally {
     mm.mmapWriteUnlock();

@@ -80,6 +80,8 @@ import {
   S_STATE,
   SET_LAST_HI,
   SET_LAST_LO,
+  SET_PMAX_HI,
+  SET_PMAX_LO,
   SET_SLOT,
   SET_START_HI,
   SET_START_LO,
@@ -179,8 +181,6 @@ export interface MmuNotifierSubscriptionsState {
   activeInvalidateRanges: number;
   inSet: number;
   deferred: number;
-  /** threadId + 1 of the notifier lock's holder, 0 if free */
-  lockOwner: number;
   warnings: number;
 }
 
@@ -237,7 +237,6 @@ export class MmuNotifierSubscriptions implements MmuNotifierSubscriber {
       activeInvalidateRanges: Atomics.load(w, MN_ACTIVE),
       inSet: Atomics.load(w, MN_NSET),
       deferred,
-      lockOwner: 0,
       warnings: Atomics.load(w, MN_WARNINGS),
     };
     spinUnlock(w, MN_LOCK);
@@ -296,14 +295,20 @@ export class MmuNotifierSubscriptions implements MmuNotifierSubscriber {
     const n = Atomics.load(w, MN_NSET);
     // Plain reads of the set array under the lock: every writer of it holds the lock, and our
     // spinLock (an Atomics compareExchange) orders us after the last writer's spinUnlock.
+    // interval_tree_iter_first: the first entry whose prefix-max `last` reaches the range start
+    // is the first entry that can overlap; it does iff it starts before the range ends.
+    let lo = 0;
+    let hi = n;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const b = setBase + mid * SET_STRIDE;
+      if (w[b + SET_PMAX_HI]! * TWO32 + (w[b + SET_PMAX_LO]! >>> 0) < rs) lo = mid + 1;
+      else hi = mid;
+    }
     let first = -1;
-    for (let k = 0; k < n; k++) {
-      const b = setBase + k * SET_STRIDE;
-      if (w[b + SET_START_HI]! * TWO32 + (w[b + SET_START_LO]! >>> 0) > rl) break; // sorted by start
-      if (w[b + SET_LAST_HI]! * TWO32 + (w[b + SET_LAST_LO]! >>> 0) >= rs) {
-        first = k;
-        break;
-      }
+    if (lo < n) {
+      const b = setBase + lo * SET_STRIDE;
+      if (w[b + SET_START_HI]! * TWO32 + (w[b + SET_START_LO]! >>> 0) <= rl) first = lo;
     }
     let curSeq = 0;
     if (first >= 0) {
@@ -462,6 +467,24 @@ export class MmuNotifierSubscriptions implements MmuNotifierSubscriber {
     Atomics.store(w, b + SET_LAST_LO, Atomics.load(w, base + S_LAST_LO));
     Atomics.store(w, b + SET_SLOT, slot);
     Atomics.store(w, MN_NSET, n + 1);
+    this.setPrefixMaxLocked(k, n + 1);
+  }
+
+  /** Recompute the prefix maxima of entries [from, n) (lock held; plain reads as above). */
+  private setPrefixMaxLocked(from: number, n: number): void {
+    const w = this.words;
+    let max = -1;
+    if (from > 0) {
+      const p = this.setBase + (from - 1) * SET_STRIDE;
+      max = addrJoin(w[p + SET_PMAX_HI]!, w[p + SET_PMAX_LO]!);
+    }
+    for (let k = from; k < n; k++) {
+      const b = this.setBase + k * SET_STRIDE;
+      const last = addrJoin(w[b + SET_LAST_HI]!, w[b + SET_LAST_LO]!);
+      if (last > max) max = last;
+      Atomics.store(w, b + SET_PMAX_HI, addrHi(max));
+      Atomics.store(w, b + SET_PMAX_LO, addrLo(max));
+    }
   }
 
   /** interval_tree_remove (lock held). */
@@ -472,11 +495,13 @@ export class MmuNotifierSubscriptions implements MmuNotifierSubscriber {
     // Plain reads: lock held (see setInsertLocked).
     while (k < n && w[this.setBase + k * SET_STRIDE + SET_SLOT] !== slot) k++;
     if (k === n) throw new Error(`interval-notifier slot ${slot} is not in the set (corrupt table)`);
+    const from = k;
     for (; k < n - 1; k++) {
       const b = this.setBase + k * SET_STRIDE;
       for (let j = 0; j < SET_STRIDE; j++) Atomics.store(w, b + j, w[b + SET_STRIDE + j]!);
     }
     Atomics.store(w, MN_NSET, n - 1);
+    this.setPrefixMaxLocked(from, n - 1);
   }
 
   private freeSlotLocked(slot: number): void {

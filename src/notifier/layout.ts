@@ -9,7 +9,8 @@
  *              active_invalidate_ranges, set size, deferred-list head, free-list head, ...
  *  set array   capacity entries of SET_STRIDE words, sorted by (start, slot): the subscriptions
  *              "in the interval tree", copied out of their slots so an overlap scan reads a few
- *              contiguous lines instead of one line per subscription
+ *              contiguous lines instead of one line per subscription, each with the prefix
+ *              maximum of `last` so the first overlapping entry is found by binary search
  *  slots       capacity slots of one 64-byte line each: the subscription's own invalidate_seq
  *              (odd), its state, its ops reference (kind, opsId), its interval, a list link
  * ```
@@ -53,7 +54,14 @@ export const SET_START_LO = 1;
 export const SET_LAST_HI = 2;
 export const SET_LAST_LO = 3;
 export const SET_SLOT = 4;
-export const SET_STRIDE = 5;
+/**
+ * The largest `last` of this entry and every entry before it (the prefix maximum; the array is
+ * sorted by start, so this is monotonic and the first entry that can reach an address is found by
+ * binary search, as an augmented interval tree finds it by descending).
+ */
+export const SET_PMAX_HI = 5;
+export const SET_PMAX_LO = 6;
+export const SET_STRIDE = 7;
 
 // ---- slots (one cache line each: the seq of each subscription on its own line) ---------------
 /** The subscription's invalidate_seq: always odd. */

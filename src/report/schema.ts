@@ -143,7 +143,13 @@ export interface RunResults {
     /** mmap lock: waits of the mutator (write and read) and of devices */
     mmapLockWaits: { mutator: number; devices: number };
     audits: number;
-    lostUpdate: { increments: number; copied: number; live: number; discarded: number; difference: number } | null;
+    lostUpdate: {
+      increments: number;
+      copied: number;
+      live: number;
+      discarded: number;
+      difference: number;
+    } | null;
   };
   histograms: {
     /** the range-fault routine's latency (us) per device and merged */

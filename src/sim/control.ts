@@ -29,6 +29,8 @@ export const CTL_MAIN_OP = 5;
 export const CTL_MAIN_KIND = 6;
 /** the mutator's operation count */
 export const CTL_MAIN_OPS = 7;
+/** set when the main thread no longer needs the backstop watchdog (workers/watchdog.mjs) */
+export const CTL_WATCHDOG_OFF = 8;
 
 export const MAIN_IDLE = 0;
 export const MAIN_MUTATING = 1;

@@ -8,10 +8,13 @@
  * Return values: 0 (done), a negative errno (the mm refused: counted as `failed`), or 1 (nothing
  * to do there, e.g. no huge page to split: counted as `failed` too).
  */
-import { PAGE_SIZE, PMD_SIZE } from '../mm/layout.js';
-import type { MmStruct } from '../mm/mm.js';
+
+import { cpuRead, cpuStats, cpuWrite } from '../mm/cpu.js';
 import { exitMmap, mmput } from '../mm/exit.js';
 import { forkMm } from '../mm/fork.js';
+import { PAGE_SIZE, PMD_SIZE } from '../mm/layout.js';
+import { MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, madvise } from '../mm/madvise.js';
+import type { MmStruct } from '../mm/mm.js';
 import {
   MAP_ANONYMOUS,
   MAP_FIXED,
@@ -41,7 +44,8 @@ function mapPart(mm: MmStruct, r: RegionPlacement, fromPage: number, pages: numb
   const addr = fromPage * PAGE_SIZE;
   const length = pages * PAGE_SIZE;
   const prot = protOf(r.prot);
-  if (r.kind === 'anon') return mmap(mm, { addr, length, prot, flags: MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED });
+  if (r.kind === 'anon')
+    return mmap(mm, { addr, length, prot, flags: MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED });
   if (r.kind === 'shmem') {
     // A fresh shmem file each time: a shared anonymous mapping's page cache dies with it.
     return mmap(mm, { addr, length, prot, flags: MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED });
@@ -66,7 +70,7 @@ function mapPart(mm: MmStruct, r: RegionPlacement, fromPage: number, pages: numb
 export function mapRegion(mm: MmStruct, r: RegionPlacement): number {
   const ret = mapPart(mm, r, r.start, r.pages);
   if (ret < 0) return ret;
-  // SEAM (mm-B madvise.ts): madvise(HUGEPAGE) for r.hugepage regions, once it exists.
+  if (r.hugepage) return madvise(mm, r.start * PAGE_SIZE, r.pages * PAGE_SIZE, MADV_HUGEPAGE);
   return 0;
 }
 
@@ -83,6 +87,19 @@ export interface MutationContext {
   /** ranges unmapped by munmap, to map again a few operations later */
   remaps: { region: RegionPlacement; page: number; pages: number; due: number }[];
   ops: number;
+  cpuWriteFraction: number;
+}
+
+/** This thread's CPU write-counter increments (the CPU term of the lost-update equation). */
+export function cpuWriteIncrements(): number {
+  return cpuStats.writeIncrements;
+}
+
+export function resetCpuStats(): void {
+  cpuStats.reads = 0;
+  cpuStats.writes = 0;
+  cpuStats.writeIncrements = 0;
+  cpuStats.faults = 0;
 }
 
 export type MutationFn = (ctx: MutationContext, page: number, pages: number) => number;
@@ -107,9 +124,16 @@ export const MUTATIONS: Record<MutationKind, MutationFn | null> = {
     const prot = u < 0.5 ? PROT_READ | PROT_WRITE : u < 0.8 ? PROT_READ : PROT_NONE;
     return mprotect(ctx.mm, page * PAGE_SIZE, pages * PAGE_SIZE, prot);
   },
-  'madvise-dontneed': null, // SEAM (mm-B madvise.ts)
-  'madvise-free': null, // SEAM (mm-B madvise.ts)
-  'madvise-hugepage': null, // SEAM (mm-B madvise.ts)
+  'madvise-dontneed': (ctx, page, pages) =>
+    madvise(ctx.mm, page * PAGE_SIZE, pages * PAGE_SIZE, MADV_DONTNEED),
+  'madvise-free': (ctx, page, pages) => madvise(ctx.mm, page * PAGE_SIZE, pages * PAGE_SIZE, MADV_FREE),
+  'madvise-hugepage': (ctx, page, pages) =>
+    madvise(
+      ctx.mm,
+      page * PAGE_SIZE,
+      pages * PAGE_SIZE,
+      ctx.rng.chance(0.5) ? MADV_HUGEPAGE : MADV_NOHUGEPAGE,
+    ),
   'numa-hinting': null, // SEAM (mm-B numa.ts changeProtNuma)
   'page-migration': null, // SEAM (mm-B numa.ts migratePages)
   'swap-out': null, // SEAM (mm-B reclaim.ts swapOut)
@@ -133,7 +157,23 @@ export const MUTATIONS: Record<MutationKind, MutationFn | null> = {
     return 0;
   },
   'oom-reap': null, // SEAM (mm-B oom.ts oomReap)
-  'cpu-access': null, // SEAM (mm-A cpu.ts cpuRead/cpuWrite)
+  'cpu-access': (ctx, page, pages) => {
+    // A CPU thread touches each page of the range once: a load, or a store of a fresh value.
+    const write = ctx.rng.nextFloat() < ctx.cpuWriteFraction;
+    let ret = 0;
+    for (let p = page; p < page + pages && ret >= 0; p++) {
+      if (write) ret = cpuWrite(ctx.mm, p * PAGE_SIZE, ctx.ops | 0);
+      else {
+        const v = cpuRead(ctx.mm, p * PAGE_SIZE);
+        // data is any int32; only -EFAULT/-ENOMEM/-EINVAL values count as errors here
+        ret = v === -14 || v === -12 || v === -22 ? v : 0;
+      }
+    }
+    ctx.cpu.reads = cpuStats.reads;
+    ctx.cpu.writes = cpuStats.writes;
+    ctx.cpu.faults = cpuStats.faults;
+    return Math.min(ret, 0);
+  },
 };
 
 /** Map again what munmap removed, once due (not a mutation kind of its own: mmap invalidates nothing). */

@@ -13,6 +13,7 @@
  * operation's `retries`, credited to the points passed during the operation.
  */
 import { threadId } from 'node:worker_threads';
+import { deviceWriteIncrements, staleAccessCount } from '../checker/oracles.js';
 import {
   configureInjection,
   injection,
@@ -20,12 +21,12 @@ import {
   POINT_BEFORE_PROGRAM,
   POINT_COUNT,
 } from '../checker/points.js';
-import { deviceWriteIncrements, staleAccessCount } from '../checker/oracles.js';
 import { setPointHook } from '../driver/sched.js';
 import type { MirrorFile, MirrorOpResult } from '../driver/types.js';
 import { hmmStatsTotal } from '../hmm/hmm.js';
 import { EBUSY, EFAULT, EINVAL, ENOENT, EPERM } from '../mm/mmu-notifier.js';
 import { invalidationStats } from '../mm/notify.js';
+import type { MmuNotifierStats } from '../notifier/index.js';
 import { mmuNotifierStats } from '../notifier/index.js';
 import {
   CTL_PARK,
@@ -83,11 +84,17 @@ import {
   OP_SNAPSHOT,
   OP_WRITE,
 } from './control.js';
-import { encodeHistogram, LATENCY_HIGHEST_US, newHistogram, RETRIES_HIGHEST, recordClamped } from './histograms.js';
+import {
+  encodeHistogram,
+  LATENCY_HIGHEST_US,
+  newHistogram,
+  RETRIES_HIGHEST,
+  recordClamped,
+} from './histograms.js';
 import { installInstrumentation, instrumentPoint, instrumentStats } from './instrument.js';
-import { attachWorld, type WorldDescriptor } from './world.js';
+import { configureSimJitter, simJitter } from './jitter.js';
 import { WL_FAULT_WRITE, WL_MIGRATE, WL_SNAPSHOT, Workload, type WorkloadParams } from './workload.js';
-import type { MmuNotifierStats } from '../notifier/index.js';
+import { attachWorld, type WorldDescriptor } from './world.js';
 
 export interface DeviceTask {
   world: WorldDescriptor;
@@ -199,8 +206,10 @@ export function runDevice(task: DeviceTask): DeviceResult {
       }
     };
     let precise = true;
+    configureSimJitter(task.jitter, task.jitterSeed);
     setPointHook((p) => {
       instrumentPoint(p);
+      simJitter(p);
       if (p >= POINT_COUNT) return;
       opMask |= 1 << p;
       if (p === POINT_AFTER_READ_BEGIN) {

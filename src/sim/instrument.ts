@@ -48,7 +48,12 @@ export function installInstrumentation(): void {
   type Inv = (this: DmirrorFile, sub: never, range: MmuNotifierRange, cur: number) => boolean;
   const proto = DmirrorFile.prototype as unknown as { invalidateSub: Inv };
   const inv = proto.invalidateSub;
-  proto.invalidateSub = function (this: DmirrorFile, sub: never, range: MmuNotifierRange, cur: number): boolean {
+  proto.invalidateSub = function (
+    this: DmirrorFile,
+    sub: never,
+    range: MmuNotifierRange,
+    cur: number,
+  ): boolean {
     const outerStart = opStart;
     const outerLocked = opLocked;
     const t0 = performance.now();

@@ -109,10 +109,10 @@ const ScenarioSchema = v.strictObject({
     {},
   ),
   regions: v.optional(v.pipe(v.array(Region), v.minLength(1)), [
-    { pages: 1024, kind: 'anon', prot: 'rw', hugepage: false },
+    { pages: 512, kind: 'anon', prot: 'rw', hugepage: false },
     { pages: 1024, kind: 'anon', prot: 'rw', hugepage: true },
-    { pages: 256, kind: 'shmem', prot: 'rw', hugepage: false },
-    { pages: 256, kind: 'file', prot: 'rw', hugepage: false },
+    { pages: 128, kind: 'shmem', prot: 'rw', hugepage: false },
+    { pages: 128, kind: 'file', prot: 'rw', hugepage: false },
   ]),
   workload: v.optional(
     v.strictObject({
@@ -143,15 +143,22 @@ const ScenarioSchema = v.strictObject({
       rangePages: v.optional(PagesRange, { min: 1, max: 32 }),
       /** CPU accesses: fraction that are writes */
       cpuWriteFraction: v.optional(fraction, 0.5),
+      /** chance that a mutation's range starts where a device is working right now */
+      followDevices: v.optional(fraction, 0.5),
     }),
     {},
   ),
   /** kernel switch (spec/hmm-range-fault.md) */
   kernel: v.optional(v.picklist(['5.10.109', '5.10.0']), '5.10.109'),
   mutant: v.optional(v.nullable(v.string()), null),
+  /**
+   * device accesses in a per-device access section the invalidate op drains, instead of under the
+   * update lock (spec/driver.md); the mutant no-access-drain turns it on by itself
+   */
+  accessSection: v.optional(v.boolean(), false),
   jitter: v.optional(v.boolean(), false),
   /** a quiescent mirror-coherence audit every this many mutator ops (0: only at the end) */
-  auditEveryOps: v.optional(count(0), 2000),
+  auditEveryOps: v.optional(count(0), 250),
   /** stop the run at the first violation */
   stopOnViolation: v.optional(v.boolean(), false),
   /** a wait longer than this is reported as a hang (ms) */
@@ -201,7 +208,7 @@ export function parseScenario(input: unknown, source = 'scenario'): Scenario {
     if (w !== undefined) s.mutator.weights[k] = w;
   }
   checkScenario(s, source);
-  return s;
+  return withImpliedOptions(s);
 }
 
 /** Cross-field checks valibot's per-field schema cannot express. */
@@ -221,12 +228,18 @@ export function checkScenario(s: Scenario, source = 'scenario'): void {
     const start = Math.ceil(end / 512) * 512;
     end = start + s.regions[i]!.pages;
     if (end > spacePages) {
-      bad(`regions.${i}.pages`, `the regions end at page ${end}, outside the address space (${spacePages} pages)`);
+      bad(
+        `regions.${i}.pages`,
+        `the regions end at page ${end}, outside the address space (${spacePages} pages)`,
+      );
     }
   }
   const total = s.regions.reduce((a, r) => a + r.pages, 0);
   if (s.memory.frames < total + 2048) {
-    bad('memory.frames', `${s.memory.frames} frames cannot back ${total} pages of regions (need >= ${total + 2048})`);
+    bad(
+      'memory.frames',
+      `${s.memory.frames} frames cannot back ${total} pages of regions (need >= ${total + 2048})`,
+    );
   }
   if (s.memory.frames % 512 !== 0) bad('memory.frames', 'must be a multiple of 512');
   for (const [path, r] of [
@@ -235,7 +248,8 @@ export function checkScenario(s: Scenario, source = 'scenario'): void {
   ] as const) {
     if (r.min > r.max) bad(`${path}.min`, `min ${r.min} is above max ${r.max}`);
     const largest = Math.max(...s.regions.map((x) => x.pages));
-    if (r.max > largest) bad(`${path}.max`, `${r.max} pages is larger than every region (largest ${largest})`);
+    if (r.max > largest)
+      bad(`${path}.max`, `${r.max} pages is larger than every region (largest ${largest})`);
   }
   const wsum = MUTATION_KINDS.reduce((a, k) => a + s.mutator.weights[k], 0);
   if (!(wsum > 0)) bad('mutator.weights', 'at least one weight must be positive');
@@ -287,5 +301,11 @@ export function applyOverrides(s: Scenario, o: ScenarioOverrides): Scenario {
   if (o.mutant !== undefined) out.mutant = o.mutant;
   if (o.jitter !== undefined) out.jitter = o.jitter;
   checkScenario(out, 'options');
-  return out;
+  return withImpliedOptions(out);
+}
+
+/** no-access-drain is a bug of the access-section model only: running it implies that model. */
+export function withImpliedOptions(s: Scenario): Scenario {
+  if (s.mutant === 'no-access-drain' && !s.accessSection) return { ...s, accessSection: true };
+  return s;
 }

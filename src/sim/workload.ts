@@ -136,7 +136,7 @@ export class Workload {
     const off = idx - (r === 0 ? 0 : this.cum[r - 1]!);
     const n = this.rng.between(p.rangePages.min, p.rangePages.max);
     const room = this.sizes[r]! - off;
-    this.npages = n < room ? n : room;
+    this.npages = Math.min(n, room);
     this.page = this.starts[r]! + off;
     this.addr = this.page * 2 ** PAGE_SHIFT;
     if (p.pattern === 'sequential') {

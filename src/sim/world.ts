@@ -10,7 +10,12 @@
  * SEAM (mm-A): the regions are mapped with `mapRegion` from ./core.js, the one adapter over the
  * mm's mutation API.
  */
-import { createViolationLog, type ViolationLog, type ViolationLogDescriptor, attachViolationLog } from '../checker/oracles.js';
+import {
+  attachViolationLog,
+  createViolationLog,
+  type ViolationLog,
+  type ViolationLogDescriptor,
+} from '../checker/oracles.js';
 import { type DmirrorDevice, type DmirrorFile, dmirrorDriver } from '../driver/dmirror.js';
 import type { DeviceDescriptor, FileDescriptor } from '../driver/types.js';
 import { setHmmKernel } from '../hmm/hmm.js';
@@ -69,7 +74,7 @@ export function buildWorld(s: Scenario): World {
   const devices: DmirrorDevice[] = [];
   const files: DmirrorFile[] = [];
   for (let i = 0; i < s.devices; i++) {
-    const dev = dmirrorDriver.createDevice(env);
+    const dev = dmirrorDriver.createDevice(env, { accessSection: s.accessSection });
     const f = dev.open(mm);
     if (typeof f === 'number') throw new RangeError(`opening a file on device ${dev.id} failed: ${f}`);
     devices.push(dev);

@@ -143,9 +143,9 @@ describe('per-mm state and registration', () => {
       activeInvalidateRanges: 0,
       inSet: 0,
       deferred: 0,
-      lockOwner: 0,
       warnings: 0,
     });
+    expect(core.lockOwner()).toBe(0);
   });
 
   it('handle fields, descriptor and attach in the same thread', () => {
@@ -617,5 +617,51 @@ describe('release and misuse', () => {
     invalidate(mm, 0, K);
     expect(resolutions).toBe(2);
     unregisterMmuIntervalOpsKind(kind);
+  });
+});
+
+describe('overlap search against brute force (seeded)', () => {
+  it('ops called = subscriptions overlapping on inclusive ends, through inserts and removes', () => {
+    const seed = Number(process.env.HMMSIM_SEED ?? 0xc0ffee);
+    let x = seed | 0 || 1;
+    const rnd = (n: number) => {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      return (x >>> 0) % n;
+    };
+    const { mm, core, calls, ops } = setup({ capacity: 64 });
+    const live: { s: MmuIntervalNotifier; name: string; start: number; last: number }[] = [];
+    let serial = 0;
+    for (let step = 0; step < 3000; step++) {
+      const op = rnd(10);
+      if ((op < 3 && live.length < 64) || live.length === 0) {
+        // mostly short, sometimes long (covering many others), addresses in [0, 2^34)
+        const start = rnd(4) === 0 ? rnd(1 << 20) * 4096 * 16 : rnd(1 << 12) * 4096;
+        const length = rnd(8) === 0 ? 2 ** 33 : (1 + rnd(64)) * 4096 - rnd(2);
+        const name = `s${serial++}`;
+        const s = new MmuIntervalNotifier();
+        expect(mmuIntervalNotifierInsert(s, mm, start, length, ops(name)), `seed ${seed}`).toBe(0);
+        live.push({ s, name, start, last: start + length - 1 });
+      } else if (op < 5) {
+        const i = rnd(live.length);
+        mmuIntervalNotifierRemove(live[i]!.s);
+        live.splice(i, 1);
+      } else {
+        const start = rnd(1 << 12) * 4096 + (rnd(4) === 0 ? rnd(2 ** 21) * 4096 * 4 : 0);
+        const end = start + (1 + rnd(32)) * 4096;
+        calls.length = 0;
+        invalidate(mm, start, end);
+        const want = live
+          .filter((e) => e.start <= end - 1 && e.last >= start)
+          .sort((a, b) => a.start - b.start || a.s.slot - b.s.slot)
+          .map((e) => e.name);
+        expect(
+          calls.map((c) => c.name),
+          `seed ${seed} step ${step}`,
+        ).toEqual(want);
+      }
+    }
+    expect(core.state().inSet, `seed ${seed}`).toBe(live.length);
   });
 });

@@ -5,14 +5,12 @@
  */
 import { parentPort, threadId, workerData } from 'node:worker_threads';
 import { configureInjection } from '../../src/checker/points.js';
-import { attachMm, type MmDescriptor } from '../../src/mm/mm.js';
+import { attachMm } from '../../src/mm/mm.js';
 import { mmuNotifierRangeInit } from '../../src/mm/mmu-notifier.js';
-import { createPhysMem } from '../../src/mm/physmem.js';
+import { attachPhysMem } from '../../src/mm/physmem.js';
 import {
   attachMmuNotifierSubscriptions,
   MmuIntervalNotifier,
-  type MmuIntervalNotifierDescriptor,
-  type MmuNotifierSubscriptionsDescriptor,
   mmuIntervalNotifierAttach,
   mmuIntervalNotifierInsert,
   mmuIntervalNotifierRemove,
@@ -37,8 +35,7 @@ import {
 const input = workerData as WorkerInput;
 const ctl = new Int32Array(input.ctl);
 configureInjection(input.mutants, false, input.seed ?? 1);
-// PhysMem is not used by the notifier core; attachMm only needs one.
-const mm = attachMm(input.mm, createPhysMem({ nframes: 16, W: 1 }));
+const mm = attachMm(input.mm, attachPhysMem(input.phys));
 const core = attachMmuNotifierSubscriptions(mm, input.subs);
 const port = parentPort!;
 

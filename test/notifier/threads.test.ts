@@ -43,9 +43,12 @@ const K = 4096;
 const BOUND_MS = 15_000;
 const phys = createPhysMem({ nframes: 2048, W: 1 });
 const workers: Worker[] = [];
+/** The last error a worker died of, so a bounded wait fails with it instead of timing out. */
+let workerFailure: Error | null = null;
 
 afterEach(async () => {
   mmuNotifierDebugHooks.applyDeferred = null;
+  workerFailure = null;
   await Promise.all(workers.splice(0).map((w) => w.terminate()));
 });
 
@@ -62,12 +65,23 @@ interface Spawned {
 function spawn(
   mm: MmStruct,
   core: MmuNotifierSubscriptions,
-  input: Omit<WorkerInput, 'mm' | 'subs' | 'ctl'>,
+  input: Omit<WorkerInput, 'mm' | 'phys' | 'subs' | 'ctl'>,
   ctl = sharedInt32(C_WORDS),
 ): Spawned {
-  const worker = new Worker(new URL('./notifier.worker.ts', import.meta.url), {
-    execArgv: ['--import', import.meta.resolve('tsx')],
-    workerData: { ...input, mm: mm.descriptor(), subs: core.descriptor(), ctl: ctl.buffer },
+  // A .ts entry given directly to Worker with `execArgv: ['--import', tsx]` fails on Node 20.20
+  // ("Unknown file extension"): the hooks are not in place for the entry itself. So the entry is
+  // a tiny script that registers tsx in the worker and then imports the TypeScript module.
+  const api = JSON.stringify(import.meta.resolve('tsx/esm/api'));
+  const entry = JSON.stringify(new URL('./notifier.worker.ts', import.meta.url).href);
+  const worker = new Worker(`import(${api}).then((t) => { t.register(); return import(${entry}); })`, {
+    eval: true,
+    workerData: {
+      ...input,
+      mm: mm.descriptor(),
+      phys: phys.descriptor(),
+      subs: core.descriptor(),
+      ctl: ctl.buffer,
+    },
   });
   workers.push(worker);
   const queue: Msg[] = [];
@@ -82,7 +96,10 @@ function spawn(
     if (w) w(m);
     else queue.push(m);
   });
-  worker.on('error', failAll);
+  worker.on('error', (e) => {
+    workerFailure = e;
+    failAll(e);
+  });
   return {
     worker,
     ctl,
@@ -109,6 +126,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function waitWord(ctl: Int32Array, word: number, atLeast = 1): Promise<void> {
   const t0 = Date.now();
   while (Atomics.load(ctl, word) < atLeast) {
+    if (workerFailure) throw workerFailure;
     if (Date.now() - t0 > BOUND_MS) throw new Error(`timed out waiting for ctl word ${word}`);
     await sleep(2);
   }
@@ -325,7 +343,7 @@ describe('stress: the driver pattern against a mutator (bounded, seeded)', () =>
     const t0 = Date.now();
     let ops = 0;
     let hits = 0;
-    for (; ops < maxOps && Date.now() - t0 < 5000 && Atomics.load(ctl, C_VIOL) === 0; ops++) {
+    for (; ops < maxOps && Date.now() - t0 < 8000 && Atomics.load(ctl, C_VIOL) === 0; ops++) {
       const outer = rnd(4) === 0 ? range(mm, rnd(32) * 4 * K, rnd(32) * 4 * K + 4 * K) : null;
       if (outer) expect(mm.notifiers.invalidateRangeStart(outer)).toBe(0);
       const a = rnd(32) * 4 * K; // [0, 128K): hits [0, 64K) half the time
@@ -344,6 +362,8 @@ describe('stress: the driver pattern against a mutator (bounded, seeded)', () =>
     Atomics.store(ctl, C_STOP, 1);
     const results = await Promise.all(readers.map((w) => w.next()));
     const st = core.state();
+    if (process.env.HMMSIM_VERBOSE)
+      console.log(JSON.stringify({ seed, mutants, ops, hits, ms: Date.now() - t0, results }));
     return { ops, hits, results, st, sink };
   }
 

@@ -1,5 +1,6 @@
 /** The protocol between threads.test.ts and notifier.worker.ts (no side effects on import). */
 import type { MmDescriptor } from '../../src/mm/mm.js';
+import type { PhysMemDescriptor } from '../../src/mm/physmem.js';
 import type {
   MmuIntervalNotifierDescriptor,
   MmuNotifierSubscriptionsDescriptor,
@@ -8,6 +9,7 @@ import type {
 export interface WorkerInput {
   role: 'readBegin' | 'remove' | 'insert' | 'insertLocal' | 'invalidate' | 'reader';
   mm: MmDescriptor;
+  phys: PhysMemDescriptor;
   subs: MmuNotifierSubscriptionsDescriptor;
   ctl: SharedArrayBuffer;
   mutants: number;

@@ -22,6 +22,9 @@ export function testSeed(): number {
   return (Math.random() * 2 ** 32) >>> 0;
 }
 
+/** Cap on a loop's extra time when its threads have not met after their operations (ms). */
+export const MAX_LOOP_MS = 3_000;
+
 export function startWorker(input: WorkerInput): Worker {
   return new Worker(WORKER_URL, { execArgv: TSX, workerData: input });
 }
@@ -69,6 +72,7 @@ export async function runLoops(
       iterations: s.iterations,
       maxDelay: s.maxDelay ?? 0,
       words,
+      maxMs: MAX_LOOP_MS,
     }),
   );
   const results = workers.map(
@@ -120,6 +124,7 @@ export class Actor {
       iterations: 0,
       maxDelay: 0,
       words: 0,
+      maxMs: 0,
     });
     this.ready = new Promise((resolve, reject) => {
       this.worker.on('message', (m: { id: number; result: boolean | null; threadId: number }) => {

@@ -46,21 +46,33 @@ function gate(ctl: Int32Array): void {
   while (Atomics.load(ctl, S.GO) === 0) Atomics.wait(ctl, S.GO, 0, 50);
 }
 
-function counterLoop(lock: Int32Array, data: Int32Array): LoopResult {
+/**
+ * Whether a loop goes on: until `iterations` are done and then, if the threads have not yet met
+ * (no contended acquisition, overlap or accepted read recorded in EVIDENCE), until they do or the
+ * time cap passes. On a loaded 2-core machine workers can otherwise run one after the other.
+ */
+function goOn(n: number, data: Int32Array, deadline: number): boolean {
+  if (n < input.iterations) return true;
+  if (Atomics.load(data, S.EVIDENCE) !== 0) return false;
+  return (n & 255) !== 0 || performance.now() < deadline; // read the clock now and then only
+}
+
+function counterLoop(lock: Int32Array, data: Int32Array, deadline: number): LoopResult {
   const rnd = mulberry32(input.seed);
   const kind = input.lock;
   let contended = 0;
   let violations = 0;
-  for (let n = 0; n < input.iterations; n++) {
+  let n = 0;
+  for (; goOn(n, data, deadline); n++) {
     const gap = Math.floor(rnd() * input.maxDelay);
     let waited = false;
     if (kind === 'mutex') waited = mutexLock(lock, 0);
     else if (kind === 'spin') waited = spinLock(lock, 0);
     else if (kind === 'mutex-try') while (!mutexTrylock(lock, 0)) waited = true;
     else if (kind === 'spin-try') while (!spinTrylock(lock, 0)) waited = true;
-    if (waited) contended++;
+    if (waited && contended++ === 0) Atomics.add(data, S.EVIDENCE, 1);
     // Nobody else may be inside: `inside` counts holders, and the holder word names us.
-    if (Atomics.add(data, S.INSIDE, 1) !== 0) violations++;
+    if (Atomics.add(data, S.INSIDE, 1) !== 0 && violations++ === 0) Atomics.add(data, S.EVIDENCE, 1);
     if (kind !== 'none') {
       const owner = kind.startsWith('mutex') ? mutexOwner(lock, 0) : spinOwner(lock, 0);
       if (owner !== threadId + 1) violations++;
@@ -74,13 +86,14 @@ function counterLoop(lock: Int32Array, data: Int32Array): LoopResult {
     else if (kind === 'spin' || kind === 'spin-try') spinUnlock(lock, 0);
     delay(gap >> 1);
   }
-  return { contended, violations, accepted: 0, retried: 0, tornSeen: 0, maxConcurrent: 0 };
+  return { ops: n, contended, violations, accepted: 0, retried: 0, tornSeen: 0, maxConcurrent: 0 };
 }
 
-function seqWriter(ctl: Int32Array, data: Int32Array): LoopResult {
+function seqWriter(ctl: Int32Array, data: Int32Array, deadline: number): LoopResult {
   const rnd = mulberry32(input.seed);
   const words = input.words;
-  for (let i = 1; i <= input.iterations; i++) {
+  let i = 1;
+  for (; goOn(i - 1, data, deadline); i++) {
     seqWriteBegin(data, S.SEQ);
     for (let k = 0; k < words; k++) {
       Atomics.store(data, S.PAYLOAD + k, i);
@@ -90,7 +103,7 @@ function seqWriter(ctl: Int32Array, data: Int32Array): LoopResult {
     delay(Math.floor(rnd() * input.maxDelay));
   }
   Atomics.store(ctl, S.DONE, 1);
-  return { contended: 0, violations: 0, accepted: 0, retried: 0, tornSeen: 0, maxConcurrent: 0 };
+  return { ops: i - 1, contended: 0, violations: 0, accepted: 0, retried: 0, tornSeen: 0, maxConcurrent: 0 };
 }
 
 function seqReader(ctl: Int32Array, data: Int32Array): LoopResult {
@@ -113,18 +126,19 @@ function seqReader(ctl: Int32Array, data: Int32Array): LoopResult {
       continue;
     }
     if (!equal) violations++;
-    else accepted++;
+    else if (accepted++ === 0) Atomics.add(data, S.EVIDENCE, 1);
   }
-  return { contended: 0, violations, accepted, retried, tornSeen, maxConcurrent: 0 };
+  return { ops: accepted + retried, contended: 0, violations, accepted, retried, tornSeen, maxConcurrent: 0 };
 }
 
 /** Readers and writers of a two-word value under the rwsem; each checks who else is inside. */
-function rwLoop(lock: Int32Array, data: Int32Array, writer: boolean): LoopResult {
+function rwLoop(lock: Int32Array, data: Int32Array, writer: boolean, deadline: number): LoopResult {
   const rnd = mulberry32(input.seed);
   let violations = 0;
   let contended = 0;
   let maxConcurrent = 0;
-  for (let n = 0; n < input.iterations; n++) {
+  let n = 0;
+  for (; goOn(n, data, deadline); n++) {
     const gap = Math.floor(rnd() * input.maxDelay);
     if (writer) {
       if (downWrite(lock, 0)) contended++;
@@ -139,7 +153,7 @@ function rwLoop(lock: Int32Array, data: Int32Array, writer: boolean): LoopResult
     } else {
       if (downRead(lock, 0)) contended++;
       const inside = Atomics.add(data, S.READERS, 1) + 1;
-      if (inside > maxConcurrent) maxConcurrent = inside;
+      if (inside > maxConcurrent && (maxConcurrent = inside) === 2) Atomics.add(data, S.EVIDENCE, 1);
       if (Atomics.load(data, S.WRITERS) !== 0) violations++;
       const a = data[S.PAYLOAD]!;
       delay(gap);
@@ -149,7 +163,7 @@ function rwLoop(lock: Int32Array, data: Int32Array, writer: boolean): LoopResult
     }
     delay(gap);
   }
-  return { contended, violations, accepted: 0, retried: 0, tornSeen: 0, maxConcurrent };
+  return { ops: n, contended, violations, accepted: 0, retried: 0, tornSeen: 0, maxConcurrent };
 }
 
 function actor(lock: Int32Array): void {
@@ -208,10 +222,13 @@ if (input.role === 'actor') {
   actor(lock);
 } else {
   gate(ctl);
+  const t0 = performance.now();
+  const deadline = t0 + input.maxMs;
   let r: LoopResult;
-  if (input.role === 'counter') r = counterLoop(lock, data);
-  else if (input.role === 'seq-writer') r = seqWriter(ctl, data);
+  if (input.role === 'counter') r = counterLoop(lock, data, deadline);
+  else if (input.role === 'seq-writer') r = seqWriter(ctl, data, deadline);
   else if (input.role === 'seq-reader') r = seqReader(ctl, data);
-  else r = rwLoop(lock, data, input.role === 'rw-writer');
+  else r = rwLoop(lock, data, input.role === 'rw-writer', deadline);
+  r.elapsedMs = performance.now() - t0;
   port.postMessage(r);
 }

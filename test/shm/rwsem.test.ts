@@ -17,6 +17,7 @@ import {
   upWrite,
 } from '../../src/shm/index.js';
 import { Actor, newShared, runLoops, settlesWithin, testSeed, until } from './harness.js';
+import { S } from './shared.js';
 
 const seed = testSeed();
 const why = (what: string) => `${what} (seed ${seed}; rerun with HMMSIM_SEED=${seed})`;
@@ -148,16 +149,18 @@ describe('rwsem across threads', () => {
 
   it('under contention readers overlap each other but never a writer', async () => {
     const shared = newShared();
+    // Long enough (a few hundred ms) that the threads overlap despite staggered scheduling.
+    const writes = 20_000;
     const specs = [
-      { role: 'rw-writer' as const, iterations: 1_500, maxDelay: 64 },
-      { role: 'rw-reader' as const, iterations: 4_000, maxDelay: 128 },
-      { role: 'rw-reader' as const, iterations: 4_000, maxDelay: 128 },
-      { role: 'rw-reader' as const, iterations: 4_000, maxDelay: 128 },
+      { role: 'rw-writer' as const, iterations: writes, maxDelay: 64 },
+      { role: 'rw-reader' as const, iterations: 40_000, maxDelay: 512 },
+      { role: 'rw-reader' as const, iterations: 40_000, maxDelay: 512 },
+      { role: 'rw-reader' as const, iterations: 40_000, maxDelay: 512 },
     ];
     const results = await runLoops('rwsem', specs, seed, shared);
     const violations = results.reduce((n, r) => n + r.violations, 0);
     expect(violations, why('a reader overlapped a writer, or saw a torn value')).toBe(0);
-    expect(Atomics.load(shared.data, 80), why('lost writer increments')).toBe(1_500);
+    expect(Atomics.load(shared.data, S.PAYLOAD), why('lost writer increments')).toBe(results[0]!.ops);
     expect(Math.max(...results.map((r) => r.maxConcurrent)), why('readers never overlapped')).toBeGreaterThan(
       1,
     );

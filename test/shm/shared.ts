@@ -12,10 +12,12 @@ export const S = {
   SEQ: 32,
   READERS: 48,
   WRITERS: 64,
-  PAYLOAD: 80,
+  /** Bumped when threads are seen to meet (a wait, an overlap, an accepted concurrent read). */
+  EVIDENCE: 80,
+  PAYLOAD: 96,
 } as const;
 export const CTL_WORDS = 48;
-export const DATA_WORDS = 80 + 64;
+export const DATA_WORDS = 96 + 64;
 
 export type LockKind = 'mutex' | 'spin' | 'mutex-try' | 'spin-try' | 'rwsem' | 'none';
 export type Role = 'counter' | 'seq-writer' | 'seq-reader' | 'rw-writer' | 'rw-reader' | 'actor';
@@ -48,9 +50,16 @@ export interface WorkerInput {
   maxDelay: number;
   /** Payload words the seqlock writer keeps equal. */
   words: number;
+  /**
+   * Loops run `iterations` operations, then go on while the threads have not yet met, for at most
+   * this many ms after the gate opens.
+   */
+  maxMs: number;
 }
 
 export interface LoopResult {
+  /** Operations done (the seqlock writer's iterations, a reader's reads). */
+  ops: number;
   /** Acquisitions that had to wait. */
   contended: number;
   /** Broken invariants seen by this worker; every test requires 0. */
@@ -63,6 +72,8 @@ export interface LoopResult {
   tornSeen: number;
   /** Most rwsem readers this worker saw inside at once (itself included). */
   maxConcurrent: number;
+  /** Time from the gate opening to the end of the loop, for diagnostics. */
+  elapsedMs?: number;
 }
 
 /** A small seeded PRNG (mulberry32): the same seed gives the same delays. */
