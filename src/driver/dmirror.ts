@@ -53,7 +53,7 @@ import {
   HMM_PFN_VALID_HI,
   HMM_PFN_WRITE_HI,
 } from '../hmm/pfn.js';
-import { FR_DEVICE_PRIVATE, frOwner, PAGE_SHIFT, PAGE_SIZE, ZERO_PFN } from '../mm/layout.js';
+import { FR_DEVICE_PRIVATE, frOwner, PAGE_SIZE, ZERO_PFN } from '../mm/layout.js';
 import { registerDevPagemapOps } from '../mm/memremap.js';
 import type { MmStruct } from '../mm/mm.js';
 import {
@@ -1038,8 +1038,10 @@ function dmirrorDevmemFault(dev: DmirrorDevice, mm: MmStruct, address: number, p
 // The driver object
 
 function createDeviceCtl(opts: DmirrorDeviceOptions, nframes: number): { ctl: Int32Array; zdd: Int32Array } {
-  const id = nextDeviceId++;
-  if (id > 127) throw new RangeError('at most 127 dmirror devices per process (owner ids are 7 bits)');
+  // Owner ids are 7 bits (the frame state's owner field): ids cycle through 1..127, so at most
+  // 127 devices may be alive at once. Devices are created on the main thread only.
+  const id = nextDeviceId;
+  nextDeviceId = nextDeviceId === 127 ? 1 : nextDeviceId + 1;
   const ctl = sharedInt32(D_WORDS);
   Atomics.store(ctl, D_ID, id);
   Atomics.store(ctl, D_FLAGS, (opts.quirkC ? DF_QUIRK_C : 0) | (opts.accessSection ? DF_ACCESS_SECTION : 0));
@@ -1081,5 +1083,3 @@ export function dmirrorCreateDevices(
   for (let i = 0; i < n; i++) out.push(dmirrorDriver.createDevice(env, opts));
   return out;
 }
-
-export { PAGE_SHIFT };

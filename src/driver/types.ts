@@ -123,6 +123,13 @@ export interface MirrorFile {
   mmap?(npages: number): number;
 
   stats(): FileStats;
+  /**
+   * Optional, for oracle #3 (mirror coherence): visit every present mirror entry (page number,
+   * PFN, writable). A driver without it is not audited.
+   */
+  forEachMirrorEntry?(visit: (page: number, pfn: number, writable: boolean) => void): void;
+  /** Optional, for oracle #4 and the watchdog: is the update lock held right now? */
+  lockHeld?(): boolean;
   /** Teardown: remove the subscription(s); the mirror is dropped. 0 or -errno. */
   close(): number;
 }

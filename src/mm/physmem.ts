@@ -67,8 +67,8 @@ const RING = 4096;
 export const FREE_LOG = 4096;
 const LOG_STRIDE = 8; // pfn, new generation, event, mm id, page, order, -, -
 /** Most files (page caches) one PhysMem holds. */
-export const MAX_FILES = 256;
-const F_STRIDE = 4; // npages, flags, base slot, mappings (VMAs that map it)
+export const MAX_FILES = 1024;
+const F_STRIDE = 8; // npages, flags, base slot, mappings (VMAs that map it), capacity (slots), -, -, -
 const FILE_LIVE = 1;
 const FILE_SHMEM = 2;
 const FILE_UNNAMED = 4; // an unnamed shmem file (MAP_SHARED|MAP_ANONYMOUS): gone with its last mapping
@@ -576,12 +576,34 @@ export class PhysMem {
   /** A file of `npages` pages with an empty page cache; its id, or -ENOSPC style -1 if full. */
   createFile(npages: number, opts: { shmem?: boolean; unnamed?: boolean } = {}): number {
     const c = this.ctl;
+    if (!(npages > 0)) return -1;
     spinLock(c, C_PC_LOCK);
-    const id = Atomics.load(c, C_FILE_COUNT);
-    const base = Atomics.load(c, C_FILE_PAGES_USED);
+    const count = Atomics.load(c, C_FILE_COUNT);
+    // reuse a dead file's id and page slots (first fit), else take fresh ones
+    let id = -1;
+    let base = -1;
+    for (let k = 0; k < count; k++) {
+      const f = k * F_STRIDE;
+      if (Atomics.load(this.files, f + 1) === 0 && Atomics.load(this.files, f + 4) >= npages) {
+        id = k;
+        base = Atomics.load(this.files, f + 2);
+        break;
+      }
+    }
     let ret = -1;
-    if (id < MAX_FILES && base + npages <= this.filePages.length) {
+    if (id >= 0) {
       const f = id * F_STRIDE;
+      Atomics.store(this.files, f, npages);
+      const fl =
+        FILE_LIVE | (opts.shmem || opts.unnamed ? FILE_SHMEM : 0) | (opts.unnamed ? FILE_UNNAMED : 0);
+      Atomics.store(this.files, f + 3, 0);
+      Atomics.store(this.files, f + 1, fl);
+      ret = id;
+    } else if (count < MAX_FILES && Atomics.load(c, C_FILE_PAGES_USED) + npages <= this.filePages.length) {
+      id = count;
+      base = Atomics.load(c, C_FILE_PAGES_USED);
+      const f = id * F_STRIDE;
+      Atomics.store(this.files, f + 4, npages);
       Atomics.store(this.files, f, npages);
       const fl =
         FILE_LIVE | (opts.shmem || opts.unnamed ? FILE_SHMEM : 0) | (opts.unnamed ? FILE_UNNAMED : 0);

@@ -12,8 +12,10 @@
 import { cpuRead, cpuStats, cpuWrite } from '../mm/cpu.js';
 import { exitMmap, mmput } from '../mm/exit.js';
 import { forkMm } from '../mm/fork.js';
+import { collapseHugePage } from '../mm/khugepaged.js';
 import { PAGE_SIZE, PMD_SIZE } from '../mm/layout.js';
 import { MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, madvise } from '../mm/madvise.js';
+import { memoryFailure } from '../mm/memory-failure.js';
 import type { MmStruct } from '../mm/mm.js';
 import {
   MAP_ANONYMOUS,
@@ -27,13 +29,17 @@ import {
   PROT_READ,
   PROT_WRITE,
 } from '../mm/mmap.js';
+import { changeProtNuma, migratePages } from '../mm/numa.js';
+import { oomReap } from '../mm/oom.js';
+import { swapOut } from '../mm/reclaim.js';
 import { splitHugePage } from '../mm/thp.js';
+import { clearRefs, pageMkclean } from '../mm/writeback.js';
 import type { Prng } from './prng.js';
 import type { MutationKind } from './scenario.js';
 import type { RegionPlacement } from './workload.js';
 
 /** Files backing 'file' regions, per region index (created by mapRegion on the main thread). */
-const regionFiles = new Map<number, number>();
+const regionFilesByPhys = new WeakMap<object, Map<number, number>>();
 
 function protOf(p: string): number {
   return p === 'rw' ? PROT_READ | PROT_WRITE : p === 'r' ? PROT_READ : PROT_NONE;
@@ -49,6 +55,11 @@ function mapPart(mm: MmStruct, r: RegionPlacement, fromPage: number, pages: numb
   if (r.kind === 'shmem') {
     // A fresh shmem file each time: a shared anonymous mapping's page cache dies with it.
     return mmap(mm, { addr, length, prot, flags: MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED });
+  }
+  let regionFiles = regionFilesByPhys.get(mm.phys);
+  if (regionFiles === undefined) {
+    regionFiles = new Map();
+    regionFilesByPhys.set(mm.phys, regionFiles);
   }
   let file = regionFiles.get(r.index);
   if (file === undefined) {
@@ -102,6 +113,11 @@ export function resetCpuStats(): void {
   cpuStats.faults = 0;
 }
 
+/** A count-returning mm call: errors stay, counts become 0. */
+function nonNegative(r: number): number {
+  return Math.min(r, 0);
+}
+
 export type MutationFn = (ctx: MutationContext, page: number, pages: number) => number;
 
 const MAX_CHILDREN = 2;
@@ -134,29 +150,52 @@ export const MUTATIONS: Record<MutationKind, MutationFn | null> = {
       pages * PAGE_SIZE,
       ctx.rng.chance(0.5) ? MADV_HUGEPAGE : MADV_NOHUGEPAGE,
     ),
-  'numa-hinting': null, // SEAM (mm-B numa.ts changeProtNuma)
-  'page-migration': null, // SEAM (mm-B numa.ts migratePages)
-  'swap-out': null, // SEAM (mm-B reclaim.ts swapOut)
+  'numa-hinting': (ctx, page, pages) =>
+    nonNegative(changeProtNuma(ctx.mm, page * PAGE_SIZE, (page + pages) * PAGE_SIZE)),
+  'page-migration': (ctx, page, pages) =>
+    nonNegative(migratePages(ctx.mm, page * PAGE_SIZE, (page + pages) * PAGE_SIZE)),
+  'swap-out': (ctx, page, pages) =>
+    nonNegative(swapOut(ctx.mm, page * PAGE_SIZE, (page + pages) * PAGE_SIZE)),
   fork: (ctx) => {
     fork(ctx);
     return 0;
   },
-  writeback: null, // SEAM (mm-B writeback.ts)
-  'clear-refs': null, // SEAM (mm-B: clear_refs / soft-dirty)
+  writeback: (ctx, page, pages) => {
+    // Writeback of the file pages under the range (the mutator routes this kind to file regions).
+    const r = ctx.region;
+    const file = r.kind === 'file' ? regionFilesByPhys.get(ctx.mm.phys)?.get(r.index) : undefined;
+    if (file === undefined) return 1;
+    const mms = [ctx.mm, ...ctx.children];
+    for (let p = page; p < page + pages; p++) {
+      const ret = pageMkclean(mms, file, p - r.start);
+      if (ret < 0) return ret;
+    }
+    return 0;
+  },
+  'clear-refs': (ctx) => nonNegative(clearRefs(ctx.mm)),
   'thp-split': (ctx, page) => {
     const addr = Math.floor((page * PAGE_SIZE) / PMD_SIZE) * PMD_SIZE;
     const ret = splitHugePage(ctx.mm, addr);
     return ret === 0 ? 0 : 1;
   },
-  'thp-collapse': null, // SEAM (mm-B khugepaged.ts collapseHugePage)
-  'memory-failure': null, // SEAM (mm-B memory-failure.ts)
+  'thp-collapse': (ctx, page) =>
+    collapseHugePage(ctx.mm, Math.floor((page * PAGE_SIZE) / PMD_SIZE) * PMD_SIZE) === 0 ? 0 : 1,
+  'memory-failure': (ctx, page) => memoryFailure(ctx.mm, page * PAGE_SIZE),
   exit: (ctx) => {
     // The process's own mm lives for the whole run; exit tears down a forked child.
     const child = ctx.children.shift() ?? forkMm(ctx.mm);
     exitMmap(child);
     return 0;
   },
-  'oom-reap': null, // SEAM (mm-B oom.ts oomReap)
+  'oom-reap': (ctx) => {
+    // The OOM victim is a forked child (the process itself lives for the whole run): reap it
+    // (non-blockable UNMAP per VMA, retried like the reaper), then it exits.
+    const victim = ctx.children.shift() ?? forkMm(ctx.mm);
+    let ret = -1;
+    for (let i = 0; i < 10 && ret !== 0; i++) ret = oomReap(victim).ret;
+    exitMmap(victim);
+    return ret === 0 ? 0 : 1;
+  },
   'cpu-access': (ctx, page, pages) => {
     // A CPU thread touches each page of the range once: a load, or a store of a fresh value.
     const write = ctx.rng.nextFloat() < ctx.cpuWriteFraction;

@@ -438,6 +438,7 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
       regionCum[i] = t;
     }
   }
+  const fileRegions = world.regions.filter((x) => x.kind === 'file').map((x) => x.index);
   const hugeRegions = world.regions.filter((x) => x.hugepage).map((x) => x.index);
   const mutationStats: Record<string, { ops: number; failed: number; us: number }> = {};
   for (const k of MUTATION_KINDS) mutationStats[k] = { ops: 0, failed: 0, us: 0 };
@@ -602,6 +603,10 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
       }
       if (r < 0 && (kind === 'thp-split' || kind === 'thp-collapse') && hugeRegions.length > 0) {
         r = hugeRegions[rng.below(hugeRegions.length)]!;
+      }
+      if (kind === 'writeback' && fileRegions.length > 0 && world.regions[r]?.kind !== 'file') {
+        r = fileRegions[rng.below(fileRegions.length)]!;
+        page = -1;
       }
       if (r < 0) {
         r = 0;

@@ -6,7 +6,8 @@ import { dmirrorAuditQuiescent } from '../../src/driver/audit.js';
 import { setDriverClock, setPointHook } from '../../src/driver/sched.js';
 import { PAGE_SIZE } from '../../src/mm/layout.js';
 import { MADV_DONTNEED, madvise } from '../../src/mm/madvise.js';
-import { EAGAIN, EBUSY, MMU_NOTIFY_UNMAP } from '../../src/mm/mmu-notifier.js';
+import { mprotect, PROT_READ } from '../../src/mm/mmap.js';
+import { EAGAIN, EBUSY, EFAULT, MMU_NOTIFY_UNMAP } from '../../src/mm/mmu-notifier.js';
 import { invalidateRangeEnd, invalidateRangeStart, rangeInit } from '../../src/mm/notify.js';
 import { cpuFill, expectClean, mapAnon, open, setup, W } from '../conformance/helpers.js';
 
@@ -151,5 +152,20 @@ describe('dmirror range-fault routine', () => {
     expect(r.ret).toBe(-EBUSY);
     expect(r.retries).toBe(2);
     expect(w.f0.stats().timeouts).toBe(1);
+  });
+});
+
+describe('dmirror quirks', () => {
+  it("(b) a write to the device's own read-only private page: -EFAULT (not -EPERM), no fault", () => {
+    const w = setup();
+    const a = mapAnon(w.mm, 1);
+    cpuFill(w.mm, a, 1);
+    expect(w.f0.migrate(a, 1, new Int32Array(W)).ret).toBe(0);
+    expect(mprotect(w.mm, a, PAGE_SIZE, PROT_READ)).toBe(0);
+    const s0 = w.f0.stats();
+    const r = w.f0.write(a, 1, new Int32Array(W));
+    expect(r.ret).toBe(-EFAULT);
+    expect(w.f0.stats().hmmCalls - s0.hmmCalls).toBe(1);
+    expectClean(w);
   });
 });

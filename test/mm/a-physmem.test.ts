@@ -117,6 +117,10 @@ describe('PhysMem frames', () => {
     phys.filePut(sh);
     expect(phys.frameState(q)).toBe(0);
     expect(phys.frameState(p)).not.toBe(0);
+    // a dead file's id and page slots are reused (first fit), empty
+    expect(phys.createFile(1, { unnamed: true })).toBe(sh);
+    expect(phys.pageCached(sh, 0)).toBe(false);
+    expect(phys.createFile(3)).toBe(sh + 1);
   });
 
   it('attaches from a descriptor and sees the same words', () => {

@@ -199,6 +199,42 @@ describe('MADV_FREE and swap-out', () => {
   });
 });
 
+describe('MADV_FREE on a THP', () => {
+  it('a partly covered THP is split inside the FREE (nested CLEAR); a whole one is marked as a unit', () => {
+    const { mm, phys, rec } = bSetup();
+    const head = thpAt(mm);
+    rec.clear();
+    expect(madvise(mm, B, 2 * P, MADV_FREE)).toBe(0);
+    expect(rec.calls()).toEqual([
+      `start CLEAR ${hex(B)}-${hex(B + 2 * P)}`,
+      `start CLEAR ${hex(B)}-${hex(B + PMD_SIZE)}`,
+      `end CLEAR ${hex(B)}-${hex(B + PMD_SIZE)}`,
+      `end CLEAR ${hex(B)}-${hex(B + 2 * P)}`,
+    ]);
+    expect(ptepGet(mm, pg(B))).toBe(PTE_TYPE_PRESENT | PTE_WRITE | head);
+    expect(phys.frameState(head) & FR_LAZYFREE).toBe(FR_LAZYFREE);
+    expect(phys.frameState(head + 2) & FR_LAZYFREE).toBe(0);
+
+    const C = B + PMD_SIZE;
+    const head2 = thpAt(mm, C);
+    rec.clear();
+    const disc0 = phys.discarded;
+    expect(madvise(mm, C, PMD_SIZE, MADV_FREE)).toBe(0);
+    expect(rec.calls()).toEqual([
+      `start CLEAR ${hex(C)}-${hex(C + PMD_SIZE)}`,
+      `end CLEAR ${hex(C)}-${hex(C + PMD_SIZE)}`,
+    ]);
+    expect(pmdpGet(mm, C / PMD_SIZE)).toBe(PMD_TYPE_HUGE | PTE_WRITE | head2);
+    expect(phys.frameState(head2) & FR_LAZYFREE).toBe(FR_LAZYFREE);
+    // reclaim: split, then every still lazy-free subpage is discarded and its PTE left none
+    expect(swapOut(mm, C, C + 2 * P)).toBe(2);
+    expect(ptepGet(mm, pg(C))).toBe(0);
+    expect(ptepGet(mm, pg(C) + 1)).toBe(0);
+    expect(ptepGet(mm, pg(C) + 2)).toBe(PTE_TYPE_PRESENT | PTE_WRITE | (head2 + 2));
+    expect(phys.discarded - disc0).toBe(1); // the one write to subpage 0
+  });
+});
+
 describe('MADV_HUGEPAGE / MADV_NOHUGEPAGE', () => {
   it('splits the VMA record at the edges, sets the flag, merges equal neighbours back; no event', () => {
     const { mm, rec } = bSetup();
