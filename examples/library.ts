@@ -1,8 +1,8 @@
 // Single-threaded library use: map memory, mirror it with hmmRangeFault, read the words.
 import {
+  cpuWrite,
   createMm,
   createPhysMem,
-  cpuWrite,
   HMM_PFN_REQ_FAULT_HI,
   hmmPfnsAlloc,
   hmmPfnToU64,
@@ -28,7 +28,10 @@ cpuWrite(mm, addr, 42); // page 0 gets a frame; pages 1-3 stay empty
 
 const sub = new MmuIntervalNotifier();
 mmuIntervalNotifierInsert(sub, mm, addr, 4 * 4096, {
-  invalidate: (s, _range, curSeq) => (mmuIntervalSetSeq(s, curSeq), true),
+  invalidate(s, _range, curSeq) {
+    mmuIntervalSetSeq(s, curSeq); // a real driver also takes its lock and clears its mirror
+    return true;
+  },
 });
 const hmmPfns = hmmPfnsAlloc(4);
 const range = {
@@ -48,4 +51,5 @@ do {
   ret = hmmRangeFault(range);
   mm.mmapReadUnlock();
 } while (ret === -16 /* -EBUSY */ || (ret === 0 && mmuIntervalReadRetry(sub, range.notifierSeq)));
-for (let i = 0; i < 4; i++) console.log(`page ${i}: 0x${hmmPfnToU64(hmmPfns, i).toString(16).padStart(16, '0')}`);
+for (let i = 0; i < 4; i++)
+  console.log(`page ${i}: 0x${hmmPfnToU64(hmmPfns, i).toString(16).padStart(16, '0')}`);

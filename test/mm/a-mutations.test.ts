@@ -67,7 +67,11 @@ describe('fork', () => {
     const { mm, phys, rec } = setup();
     const a = anon(mm, 8 * PAGE_SIZE);
     // never written: not copied (read-only, so it does not merge with `a`)
-    const untouched = mmap(mm, { length: 4 * PAGE_SIZE, prot: PROT_READ, flags: MAP_PRIVATE | MAP_ANONYMOUS });
+    const untouched = mmap(mm, {
+      length: 4 * PAGE_SIZE,
+      prot: PROT_READ,
+      flags: MAP_PRIVATE | MAP_ANONYMOUS,
+    });
     expect(cpuWritePages(mm, a, 4, (i, w) => i * 10 + w)).toBe(0);
     expect(cpuRead(mm, untouched)).toBe(0);
     const p0 = pfnOf(ptepGet(mm, pg(a)));
