@@ -7,6 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from '@commander-js/extra-typings';
+import { makeRunCommand } from './run.js';
 
 export const EXIT_OK = 0;
 export const EXIT_VIOLATIONS = 1;
@@ -37,7 +38,7 @@ const processIo: CliIo = {
   err: (s) => process.stderr.write(s),
 };
 
-function buildProgram(io: CliIo): Command {
+function buildProgram(io: CliIo, onRunExit: (code: number) => void): Command {
   const program = new Command()
     .name('hmmsim')
     .description(
@@ -53,19 +54,17 @@ function buildProgram(io: CliIo): Command {
       outputError: (str, write) => write(`hmmsim: ${oneLine(str)} (see hmmsim --help)\n`),
     });
 
-  program
-    .command('run')
-    .description('run a simulation and check it (not yet implemented: arrives with issue 3)')
-    .action(() => {
-      io.out('hmmsim run: not yet implemented; the parallel run arrives with issue 3.\n');
-    });
+  program.addCommand(makeRunCommand(io, onRunExit, program));
 
   return program;
 }
 
 /** Parse `argv` (as process.argv: node, script, args...) and run the command; returns the exit code. */
 export async function main(argv: readonly string[], io: CliIo = processIo): Promise<number> {
-  const program = buildProgram(io);
+  let runExit = EXIT_OK;
+  const program = buildProgram(io, (code) => {
+    runExit = code;
+  });
   if (argv.length <= 2) {
     // No command: show the help on stderr and treat it as a usage error.
     io.err(program.helpInformation());
@@ -73,7 +72,7 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
   }
   try {
     await program.parseAsync([...argv]);
-    return EXIT_OK;
+    return runExit;
   } catch (e) {
     if (e instanceof CommanderError) {
       // --help and --version end with exitCode 0; every parse error is bad input.

@@ -41,27 +41,31 @@ describe('hmmsim CLI', () => {
     }
   });
 
-  it('run prints one line saying it is not implemented yet, and exits 0', () => {
-    const r = hmmsim(['run']);
-    expect(r.code).toBe(0);
-    const lines = r.out.trim().split('\n');
-    expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(/not yet implemented/);
-    expect(lines[0]).toMatch(/issue 3/);
-    expect(r.err).toBe('');
+  it('run executes a short bounded run: summary, verdict, seed, and an exit code of 0 or 1', () => {
+    const r = hmmsim(['run', '--ops', '300', '--seed', '7']);
+    expect([0, 1]).toContain(r.code);
+    expect(r.out).toMatch(/^verdict: (CLEAN|VIOLATIONS)/m);
+    expect(r.out).toMatch(/--seed 7\b/);
+    expect(r.err).not.toMatch(/\bat .*:\d+:\d+/); // no stack trace
   });
 
   it('works when started from another directory', () => {
-    const r = hmmsim(['run'], tmpdir());
+    const r = hmmsim(['run', '--help'], tmpdir());
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/issue 3/);
+    expect(r.out).toMatch(/^Usage: hmmsim run/);
+  });
+
+  it('a scenario file that cannot be read is a one-line error with exit 2', () => {
+    const r = hmmsim(['run', 'no-such-scenario.json']);
+    expect(r.code).toBe(2);
+    expect(r.err.trimEnd().split('\n')).toEqual(['hmmsim run: no-such-scenario.json: cannot read (ENOENT)']);
   });
 
   it.each([
     [['--frobnicate'], /unknown option '--frobnicate'/],
     [['run', '--frobnicate'], /unknown option '--frobnicate'/],
     [['rnu'], /unknown command 'rnu'/],
-    [['run', 'extra'], /too many arguments/],
+    [['run', 'a.json', 'b.json'], /too many arguments/],
   ])('%j is a one-line error on stderr with exit 2', (args, message) => {
     const r = hmmsim(args);
     expect(r.code).toBe(2);
