@@ -319,12 +319,25 @@ export function staleAccessCount(): number {
 let writeIncrements = 0;
 
 /**
+ * This thread's switch of the per-access oracle work (oracle #1's generation checks and #2's write
+ * counting), set from the scenario's `oracles` flag at the start of a run; the driver reads it once
+ * per operation. Off: the checks are skipped (benchmarks of the checking cost), never the model.
+ */
+export const oracleSwitch = { enabled: true };
+
+export function setOraclesEnabled(on: boolean): void {
+  oracleSwitch.enabled = on;
+}
+
+/**
  * A device wrote to frame `pfn`: bump its write counter (shared) and this thread's tally, and
  * cancel MADV_FREE's lazy-free state (hmmsim's documented difference, spec/mm-events.md).
  */
 export function noteDeviceWrite(phys: PhysMem, pfn: number): void {
-  Atomics.add(phys.frames.wcount, pfn, 1);
-  writeIncrements++;
+  if (oracleSwitch.enabled) {
+    Atomics.add(phys.frames.wcount, pfn, 1);
+    writeIncrements++;
+  }
   phys.clearLazyFree(pfn);
 }
 

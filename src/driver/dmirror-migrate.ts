@@ -13,6 +13,7 @@ import {
   migrateToRamOnePage,
   migrateVmaInit,
   migrateVmaNextChunk,
+  migrateVmaStillMapped,
   migrateVmaToDevice,
 } from '../mm/migrate-device.js';
 import type { MmStruct } from '../mm/mm.js';
@@ -67,11 +68,23 @@ function dmirrorMigrateFinalizeAndMap(f: DmirrorFile, m: MigrateVma): void {
   const vmaWrite = vi >= 0 && (mm.vmaField(vi, VMA_FLAGS) & VM_WRITE) !== 0;
   f.lock();
   try {
+    // hmmsim: the test driver installs without any check, so a MADV_DONTNEED racing with the
+    // migration (its CLEAR erased nothing yet, its zap drops the migration entries) leaves
+    // entries for device pages that finalize frees. Install only what no invalidation of ours can
+    // still remove from the CPU side: none may be open (else install nothing: the pages are
+    // faulted in later), and each page must still hold this migration's entry. A page that moves
+    // but is not installed loses its old entry (this file skipped its own MIGRATE, and finalize
+    // frees the source frame).
+    const open = f.invalidationOpen(sp, sp + m.npages);
     for (let i = 0; i < m.npages; i++) {
       const s = m.src[i]!;
       if ((s & MIGRATE_PFN_MIGRATE) === 0) continue;
       const dpfn = migratePfnToPfn(m.dst[i]!);
       if (dpfn < 0) continue;
+      if (open || !migrateVmaStillMapped(mm, m, i)) {
+        f.eraseEntry(sp + i);
+        continue;
+      }
       const writable = (s & MIGRATE_PFN_WRITE) !== 0 || (migratePfnToPfn(s) < 0 && vmaWrite);
       f.installMigrated(sp + i, dpfn, writable);
     }

@@ -26,6 +26,7 @@ import {
   type AccessContext,
   type AuditableMirror,
   noteDeviceWrite,
+  oracleSwitch,
   reportStaleAccess,
   type ViolationLog,
 } from '../checker/oracles.js';
@@ -71,6 +72,7 @@ import {
   mmuIntervalNotifierAttach,
   mmuIntervalNotifierInsert,
   mmuIntervalNotifierRemove,
+  mmuIntervalIsInvalidating,
   mmuIntervalReadBegin,
   mmuIntervalReadRetry,
   mmuIntervalSetSeq,
@@ -161,6 +163,14 @@ const F_WORDS = 4 * LINE_WORDS;
 const MIR_PRESENT = 1 << 30;
 const MIR_WRITE = 1 << 29;
 const MIR_PFN_MASK = 0x00ffffff;
+/**
+ * The mirror layout, for other devices that reuse it (the v5.4 reference device): two Int32 words
+ * per page of address space, the entry (present, writable, PFN) then the frame generation recorded
+ * when the entry was built (oracle #1).
+ */
+export const DMIRROR_MIR_PRESENT = MIR_PRESENT;
+export const DMIRROR_MIR_WRITE = MIR_WRITE;
+export const DMIRROR_MIR_PFN_MASK = MIR_PFN_MASK;
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -455,6 +465,19 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
     return this.subs.length === 1 ? this.subs[0]! : this.subs[Math.floor(page / this.regionPages)]!;
   }
 
+  /**
+   * True while an invalidation of a subscription covering pages [first, end) is open (see
+   * mmuIntervalIsInvalidating). The migrate path asks it under the update lock before it
+   * installs entries for its new device pages.
+   */
+  invalidationOpen(first: number, end: number): boolean {
+    if (this.subs.length === 1) return mmuIntervalIsInvalidating(this.subs[0]!);
+    for (let p = first; p < end; p = (Math.floor(p / this.regionPages) + 1) * this.regionPages) {
+      if (mmuIntervalIsInvalidating(this.subFor(p))) return true;
+    }
+    return false;
+  }
+
   lock(): void {
     mutexLock(this.ctl, F_LOCK);
   }
@@ -640,6 +663,7 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
    * first access, which recording at install time would miss.
    */
   private recordGenerations(range: HmmRange): void {
+    if (!oracleSwitch.enabled) return; // oracles off (scenario `oracles: false`): nothing checks them
     const n = (range.end - range.start) / PAGE_SIZE;
     const pfns = this.pfns;
     const gen = this.phys.frames.gen;
@@ -684,47 +708,18 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
    * the device's access section.
    */
   private doAccess(first: number, end: number, buf: Int32Array, bufPage0: number, what: number): number {
-    const m = this.mirror;
-    const phys = this.phys;
-    const W = phys.W;
-    const data = phys.frames.data;
-    const gen = phys.frames.gen;
-    const write = what === ACCESS_WRITE;
-    const need = write ? MIR_PRESENT | MIR_WRITE : MIR_PRESENT;
-    const section = this.device.accessSection;
-    let done = 0;
-    let ret = 0;
-    for (let p = first; p < end; p++) {
-      // Under the lock: plain reads, ordered after every writer by the lock acquisition. In the
-      // section model the entry is read with Atomics (its writers do not exclude us), entry last
-      // written, so the generation read after it belongs to this entry or a newer one.
-      const e = section ? Atomics.load(m, 2 * p) : m[2 * p]!;
-      if ((e & need) !== need) {
-        ret = -ENOENT;
-        break;
-      }
-      const g = section ? Atomics.load(m, 2 * p + 1) : m[2 * p + 1]!;
-      const pfn = e & MIR_PFN_MASK;
-      const g0 = Atomics.load(gen, pfn);
-      if (g0 !== g) reportStaleAccess(this.actx, what, p, pfn, g, g0);
-      driverPoint(POINT_DEVICE_ACCESS);
-      const fb = pfn * W;
-      const bb = (p - bufPage0) * W;
-      if (write) {
-        for (let i = 0; i < W; i++) Atomics.store(data, fb + i, buf[bb + i]!);
-        noteDeviceWrite(phys, pfn);
-      } else {
-        // Plain reads of frame content: tear-free Int32 words; the frame cannot be freed while
-        // its entry is mirrored and we hold the lock (or the section the op drains), and the
-        // generation check below catches a protocol bug that freed it during the copy.
-        for (let i = 0; i < W; i++) buf[bb + i] = data[fb + i]!;
-      }
-      if (g0 === g) {
-        const g1 = Atomics.load(gen, pfn);
-        if (g1 !== g) reportStaleAccess(this.actx, what, p, pfn, g, g1);
-      }
-      done++;
-    }
+    const ret = dmirrorAccessPages(
+      this.mirror,
+      this.phys,
+      this.actx,
+      this.device.accessSection,
+      first,
+      end,
+      buf,
+      bufPage0,
+      what,
+    );
+    const done = dmirrorAccessDone.pages;
     this.cur.cpages += done;
     if (done !== 0) this.stat(ST_ACCESSES, done);
     return ret;
@@ -1023,6 +1018,73 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
     filesById.delete(this.id);
     return 0;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device accesses through a mirror (shared with the v5.4 reference device)
+
+/** Pages the last dmirrorAccessPages call on this thread completed. */
+export const dmirrorAccessDone = { pages: 0 };
+
+/**
+ * dmirror_do_read / dmirror_do_write over a mirror in dmirror's layout, from page `first`: copy
+ * pages until `end` or the first page with no usable entry (-ENOENT; for a write a read-only
+ * entry counts as missing), checking each entry's recorded generation before and after the copy
+ * (oracle #1). `dmirrorAccessDone.pages` gets the pages done. The caller holds the mirror's update
+ * lock, or (`section`) is inside an access section the invalidate op drains.
+ */
+export function dmirrorAccessPages(
+  m: Int32Array,
+  phys: PhysMem,
+  actx: AccessContext,
+  section: boolean,
+  first: number,
+  end: number,
+  buf: Int32Array,
+  bufPage0: number,
+  what: number,
+): number {
+  const W = phys.W;
+  const data = phys.frames.data;
+  const gen = phys.frames.gen;
+  const write = what === ACCESS_WRITE;
+  const need = write ? MIR_PRESENT | MIR_WRITE : MIR_PRESENT;
+  const check = oracleSwitch.enabled; // read once per operation
+  let done = 0;
+  let ret = 0;
+  for (let p = first; p < end; p++) {
+    // Under the lock: plain reads, ordered after every writer by the lock acquisition. In the
+    // section model the entry is read with Atomics (its writers do not exclude us), entry last
+    // written, so the generation read after it belongs to this entry or a newer one.
+    const e = section ? Atomics.load(m, 2 * p) : m[2 * p]!;
+    if ((e & need) !== need) {
+      ret = -ENOENT;
+      break;
+    }
+    const g = section ? Atomics.load(m, 2 * p + 1) : m[2 * p + 1]!;
+    const pfn = e & MIR_PFN_MASK;
+    const g0 = check ? Atomics.load(gen, pfn) : g;
+    if (g0 !== g) reportStaleAccess(actx, what, p, pfn, g, g0);
+    driverPoint(POINT_DEVICE_ACCESS);
+    const fb = pfn * W;
+    const bb = (p - bufPage0) * W;
+    if (write) {
+      for (let i = 0; i < W; i++) Atomics.store(data, fb + i, buf[bb + i]!);
+      noteDeviceWrite(phys, pfn);
+    } else {
+      // Plain reads of frame content: tear-free Int32 words; the frame cannot be freed while
+      // its entry is mirrored and we hold the lock (or the section the op drains), and the
+      // generation check below catches a protocol bug that freed it during the copy.
+      for (let i = 0; i < W; i++) buf[bb + i] = data[fb + i]!;
+    }
+    if (check && g0 === g) {
+      const g1 = Atomics.load(gen, pfn);
+      if (g1 !== g) reportStaleAccess(actx, what, p, pfn, g, g1);
+    }
+    done++;
+  }
+  dmirrorAccessDone.pages = done;
+  return ret;
 }
 
 // ---------------------------------------------------------------------------------------------

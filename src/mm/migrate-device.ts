@@ -352,6 +352,24 @@ function removeMigrationPte(mm: MmStruct, page: number, oldpfn: number, newpfn: 
   return found;
 }
 
+/**
+ * Between migrate_vma_pages and migrate_vma_finalize: true if page i of the chunk still has the
+ * CPU entry this migration left there (the migration entry of its source page, or for a page that
+ * had none, the inserted destination page). False if it was zapped meanwhile (MADV_DONTNEED under
+ * the mmap read lock clears migration entries): finalize then frees the destination page, so a
+ * device must not mirror it. A plain check of the entry word: the caller (a driver under its
+ * update lock, with no invalidation of its subscription open) relies on every zap being
+ * announced by an invalidation it honours.
+ */
+export function migrateVmaStillMapped(mm: MmStruct, m: MigrateVma, i: number): boolean {
+  const page = m.start / PAGE_SIZE + i;
+  const e = Atomics.load(mm.pte, page);
+  const oldpfn = migratePfnToPfn(m.src[i]!);
+  if (oldpfn >= 0) return (e & PTE_TYPE_MASK) === PTE_TYPE_MIGRATION && (e & PTE_PAYLOAD_MASK) === oldpfn;
+  const newpfn = migratePfnToPfn(m.dst[i]!);
+  return (e & PTE_TYPE_MASK) === PTE_TYPE_DEVICE_PRIVATE && (e & PTE_PAYLOAD_MASK) === newpfn;
+}
+
 // ------------------------------------------------------------------------------------------
 // The reference device's two directions
 
@@ -366,7 +384,8 @@ export interface MigrateToDeviceOps {
    * has MIGRATE_PFN_MIGRATE, from dst (MIGRATE_PFN_WRITE: writable). Called after
    * migrateVmaPages and before migrateVmaFinalize, while the CPU PTEs are still migration
    * entries: a CPU fault that would migrate a page back waits for finalize, so it cannot erase
-   * the entry before it is installed.
+   * the entry before it is installed. A page zapped meanwhile (migrateVmaStillMapped false) or
+   * one an open invalidation may still zap must not be installed: finalize frees its destination.
    */
   finalizeAndMap?: (m: MigrateVma) => void;
 }

@@ -93,6 +93,14 @@ export interface MmuNotifierSubscriber {
  */
 export class MmuNotifierChain {
   readonly subscribers: MmuNotifierSubscriber[] = [];
+  /**
+   * Which core's start to model (this thread's view of the chain). 'v5.10' (default): the first
+   * failing subscriber stops the loop and the ones already started are ended again. 'v5.4'
+   * (v5.4 __mmu_notifier_invalidate_range_start): every subscriber is called even after a failure,
+   * nothing is unwound, and -EAGAIN is returned; since the caller then skips the end, a subscriber
+   * whose start succeeded never sees its end (the legacy `notifiers` leak, spec/legacy-v5.4.md).
+   */
+  startPairing: 'v5.10' | 'v5.4' = 'v5.10';
 
   register(s: MmuNotifierSubscriber): void {
     if (!this.subscribers.includes(s)) this.subscribers.push(s);
@@ -105,6 +113,14 @@ export class MmuNotifierChain {
 
   invalidateRangeStart(range: MmuNotifierRange): number {
     const subs = this.subscribers;
+    if (this.startPairing === 'v5.4') {
+      let failed = 0;
+      for (let i = 0; i < subs.length; i++) {
+        const ret = subs[i]!.invalidateRangeStart(range);
+        if (ret !== 0) failed = ret; // v5.4: pr_info and go on; no unwinding
+      }
+      return failed;
+    }
     for (let i = 0; i < subs.length; i++) {
       const ret = subs[i]!.invalidateRangeStart(range);
       if (ret !== 0) {

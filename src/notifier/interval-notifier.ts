@@ -971,6 +971,23 @@ export function mmuIntervalCheckRetry(sub: MmuIntervalNotifier, seq: number): bo
   return sub.words[sub.seqIndex] !== seq;
 }
 
+/**
+ * hmmsim: read_begin's test without its sleep: true while an invalidation of `sub` is open (its
+ * op ran in the mm's current invalidation period, which has not ended), so the CPU page-table
+ * change that invalidation announced may still be ahead. A driver that must publish entries
+ * without a read_begin / read_retry pair (it holds page locks or migration entries an invalidator
+ * may wait on) calls it under its user lock and publishes nothing while it is true: any
+ * invalidation not open now either ended (its PTE change is visible) or has yet to run its op,
+ * which then waits for the user lock and erases what was published.
+ */
+export function mmuIntervalIsInvalidating(sub: MmuIntervalNotifier): boolean {
+  const w = sub.words;
+  spinLock(w, MN_LOCK);
+  const open = Atomics.load(w, sub.seqIndex) === Atomics.load(w, MN_SEQ);
+  spinUnlock(w, MN_LOCK);
+  return open;
+}
+
 /** mmu_interval_set_seq: only from the invalidate op, under the user lock, with its cur_seq. */
 export function mmuIntervalSetSeq(sub: MmuIntervalNotifier, curSeq: number): void {
   Atomics.store(sub.words, sub.seqIndex, curSeq);

@@ -94,7 +94,18 @@ export const OP_WRITE = 3;
 export const OP_SNAPSHOT = 4;
 export const OP_MIGRATE = 5;
 export const OP_PARK = 6;
-export const OP_NAMES = ['none', 'range-fault', 'read', 'write', 'snapshot', 'migrate', 'park'] as const;
+/** TEST ONLY (scenario.testFaults.hangAfterOps): holding its update lock forever */
+export const OP_HANG = 7;
+export const OP_NAMES = [
+  'none',
+  'range-fault',
+  'read',
+  'write',
+  'snapshot',
+  'migrate',
+  'park',
+  'test-hang (holding its update lock)',
+] as const;
 
 export function devBase(dev: number): number {
   return LINE_WORDS + dev * DEV_WORDS;

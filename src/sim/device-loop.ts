@@ -13,7 +13,7 @@
  * operation's `retries`, credited to the points passed during the operation.
  */
 import { threadId } from 'node:worker_threads';
-import { deviceWriteIncrements, staleAccessCount } from '../checker/oracles.js';
+import { deviceWriteIncrements, setOraclesEnabled, staleAccessCount } from '../checker/oracles.js';
 import {
   configureInjection,
   injection,
@@ -77,6 +77,7 @@ import {
   DEV_RUNNING,
   DEV_WORDS,
   devBase,
+  OP_HANG,
   OP_MIGRATE,
   OP_NONE,
   OP_RANGE_FAULT,
@@ -105,11 +106,32 @@ export interface DeviceTask {
   seed: number;
   jitterSeed: number;
   mutants: number;
+  /** the scenario's `oracles` switch (absent: on) */
+  oracles?: boolean;
   jitter: boolean;
   workload: WorkloadParams;
   opsPerSecond: number;
   /** the main thread's performance.timeOrigin + its now() at the run's start */
   epoch: number;
+  /** TEST ONLY (scenario.testFaults): fail on purpose after this many operations */
+  testFaults?: { crashAfterOps?: number | undefined; hangAfterOps?: number | undefined } | undefined;
+}
+
+/** TEST ONLY: the failure scenario.testFaults asked for, after `ops` operations. */
+function testFault(task: DeviceTask, ops: number, file: MirrorFile, c: Int32Array, b: number): void {
+  const f = task.testFaults;
+  if (f === undefined) return;
+  if (f.crashAfterOps !== undefined && ops >= f.crashAfterOps) {
+    throw new Error(`test fault: device ${task.index} crashes after ${ops} operations`);
+  }
+  if (f.hangAfterOps !== undefined && ops >= f.hangAfterOps) {
+    // Take the update lock and never give it back, and never look at the stop flag again: a hung
+    // driver. Only terminating the worker (or the process) ends this.
+    (file as unknown as { lock(): void }).lock();
+    Atomics.store(c, b + D_OP, OP_HANG);
+    const never = new Int32Array(new SharedArrayBuffer(4));
+    for (;;) Atomics.wait(never, 0, 0, 1000);
+  }
 }
 
 /** Thread-local statistics of the core, as the task returns them. */
@@ -183,6 +205,7 @@ export function runDevice(task: DeviceTask): DeviceResult {
   let error: string | null = null;
   try {
     configureInjection(task.mutants, task.jitter, task.jitterSeed);
+    setOraclesEnabled(task.oracles !== false);
     installInstrumentation();
     const world = attachWorld(task.world);
     const file = world.files[task.index]!;
@@ -319,6 +342,7 @@ export function runDevice(task: DeviceTask): DeviceResult {
       Atomics.store(c, b + D_BEAT, clockUs(task.epoch));
       ops++;
       if ((ops & 127) === 0) publishFileStats(c, b, file);
+      if (task.testFaults !== undefined) testFault(task, ops, file, c, b);
       if (pace > 0) Atomics.wait(c, CTL_STOP, 0, pace);
     }
     publishFileStats(c, b, file);

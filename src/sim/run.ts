@@ -18,6 +18,7 @@ import {
   protocolSanity,
   readViolations,
   resetDeviceWriteIncrements,
+  setOraclesEnabled,
   type Violation,
 } from '../checker/oracles.js';
 import { configureInjection, injection, MUTANTS, POINT_COUNT, POINT_NAMES } from '../checker/points.js';
@@ -343,6 +344,7 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
 
   // ---- this thread's configuration ----
   configureInjection(mutants, s.jitter, deriveSeed(seed, 1000));
+  setOraclesEnabled(s.oracles);
   resetInvalidationStats();
   resetMmuNotifierStats();
   resetInstrumentStats();
@@ -383,6 +385,7 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
       jitterSeed: deriveSeed(seed, 2000 + i),
       mutants,
       jitter: s.jitter,
+      oracles: s.oracles,
       workload: s.workload,
       opsPerSecond: s.workload.opsPerSecond,
       epoch,
@@ -640,7 +643,7 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
       Atomics.store(control, CTL_MAIN_KIND, -1);
       Atomics.store(control, CTL_MAIN_BEAT, clockUs(epoch));
       if (ctx.remaps.length > 0) remapDue(ctx);
-      if (s.auditEveryOps > 0 && ctx.ops % s.auditEveryOps === 0) {
+      if (s.oracles && s.auditEveryOps > 0 && ctx.ops % s.auditEveryOps === 0) {
         if (!(await atQuiescence(() => audit(false)))) break main;
       }
     }
@@ -700,7 +703,7 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
 
   // ---- end-of-run oracles (all devices stopped: a quiescent point) ----
   let lost: RunResults['counters']['lostUpdate'] = null;
-  if (hang === null && crash === null) {
+  if (hang === null && crash === null && s.oracles) {
     // Map back what munmap removed so no remap is pending, then audit.
     remapDue(ctx, true);
     audit(true);

@@ -157,12 +157,29 @@ const ScenarioSchema = v.strictObject({
    */
   accessSection: v.optional(v.boolean(), false),
   jitter: v.optional(v.boolean(), false),
+  /**
+   * the oracles (quiescent audits, end-of-run checks, per-access generation checks and write
+   * counting); false only to measure what checking costs
+   */
+  oracles: v.optional(v.boolean(), true),
   /** a quiescent mirror-coherence audit every this many mutator ops (0: only at the end) */
   auditEveryOps: v.optional(count(0), 250),
   /** stop the run at the first violation */
   stopOnViolation: v.optional(v.boolean(), false),
   /** a wait longer than this is reported as a hang (ms) */
   watchdogMs: v.optional(count(100), 10000),
+  /**
+   * TEST ONLY: make one device fail on purpose, to test how a run ends (exit code 3, results
+   * written): throw after `crashAfterOps` operations, or take its file's update lock after
+   * `hangAfterOps` operations and hold it forever.
+   */
+  testFaults: v.optional(
+    v.strictObject({
+      device: v.optional(count(0, 15), 0),
+      crashAfterOps: v.optional(count(1)),
+      hangAfterOps: v.optional(count(1)),
+    }),
+  ),
 });
 
 type Parsed = v.InferOutput<typeof ScenarioSchema>;
@@ -253,6 +270,9 @@ export function checkScenario(s: Scenario, source = 'scenario'): void {
   }
   const wsum = MUTATION_KINDS.reduce((a, k) => a + s.mutator.weights[k], 0);
   if (!(wsum > 0)) bad('mutator.weights', 'at least one weight must be positive');
+  if (s.testFaults !== undefined && s.testFaults.device >= s.devices) {
+    bad('testFaults.device', `device ${s.testFaults.device} does not exist (${s.devices} devices)`);
+  }
   if (s.workload.snapshotFraction + s.workload.migrateFraction > 1) {
     bad('workload.snapshotFraction', 'snapshotFraction + migrateFraction must be at most 1');
   }

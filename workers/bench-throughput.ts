@@ -1,0 +1,128 @@
+/**
+ * A device of the throughput benchmark (bench/throughput): attach the world, then loop until the
+ * mode word says stop. Each operation picks an aligned 64-page chunk of the benchmark region and
+ * read or write (from a PRNG reseeded each window, so every variant of a repetition sees the same
+ * sequence), faults it in with the variant's design, then reads or writes it through the mirror.
+ *
+ * - seqlock: the reference driver's range-fault routine as is (read_begin, walk under the mmap
+ *   read lock, update lock, read_retry, install).
+ * - global lock: the same routine with one global mutex held around it (walk and install); the
+ *   mutating thread holds the same mutex around each mutation, so nothing ever collides.
+ * - message passing: the page table belongs to the main thread; each chunk is one postMessage
+ *   round trip (the main thread walks and installs, the reply carries the return code).
+ *
+ * Idle between windows: the device sleeps on the epoch word (Atomics.wait, no spinning).
+ */
+import { mutexLock, mutexUnlock } from '../src/shm/mutex.js';
+import { deriveSeed, Prng } from '../src/sim/prng.js';
+import { attachWorld } from '../src/sim/world.js';
+import {
+  CHUNK_PAGES,
+  MODE_GLOBAL,
+  MODE_IDLE,
+  MODE_MESSAGE,
+  MODE_SEQLOCK,
+  MODE_STOP,
+  T_EPOCH,
+  T_GLOBAL,
+  T_MODE,
+  T_SEED,
+  T_SPIN,
+  TD_ACCESSES,
+  TD_CHUNKS,
+  TD_CRASHED,
+  TD_ERRORS,
+  TD_IDLE_EPOCH,
+  TD_OPS,
+  TD_PAGES,
+  TD_READY,
+  TD_REFAULTS,
+  type ThroughputTask,
+  type ThroughputTaskResult,
+  tdBase,
+} from '../bench/throughput/layout.js';
+
+export default async function benchThroughputTask(task: ThroughputTask): Promise<ThroughputTaskResult> {
+  const c = new Int32Array(task.control);
+  const b = tdBase(task.index);
+  const port = task.port;
+  let error: string | null = null;
+  // The message-passing reply: one pending resolver (one request in flight per device).
+  let pending: ((ret: number) => void) | null = null;
+  port.on('message', (ret: number) => {
+    const r = pending;
+    pending = null;
+    r?.(ret);
+  });
+  const request = (page: number, write: boolean): Promise<number> =>
+    new Promise<number>((resolve) => {
+      pending = resolve;
+      port.postMessage(write ? -page - 1 : page);
+    });
+  try {
+    const world = attachWorld(task.world);
+    const file = world.files[task.index]!;
+    const W = world.phys.W;
+    const buf = new Int32Array(CHUNK_PAGES * W);
+    let rng = new Prng(1);
+    let epoch = -1;
+    let fill = (task.index + 1) << 24;
+    Atomics.store(c, b + TD_READY, 1);
+    for (;;) {
+      const mode = Atomics.load(c, T_MODE);
+      if (mode === MODE_STOP) break;
+      const e = Atomics.load(c, T_EPOCH);
+      // Idle between windows, or parked for this window (TD_READY 2: not among the active devices).
+      if (mode === MODE_IDLE || Atomics.load(c, b + TD_READY) === 2) {
+        Atomics.store(c, b + TD_IDLE_EPOCH, e);
+        Atomics.notify(c, b + TD_IDLE_EPOCH);
+        Atomics.wait(c, T_EPOCH, e, 50);
+        continue;
+      }
+      if (e !== epoch) {
+        epoch = e;
+        rng = new Prng(deriveSeed(Atomics.load(c, T_SEED), task.index));
+      }
+      const page = task.regionStart + rng.below(task.chunks) * CHUNK_PAGES;
+      const write = rng.chance(task.writeFraction);
+      const addr = page * 4096;
+      let ret: number;
+      if (mode === MODE_SEQLOCK) {
+        ret = file.rangeFault(addr, addr + CHUNK_PAGES * 4096, write);
+      } else if (mode === MODE_GLOBAL) {
+        mutexLock(c, T_GLOBAL, Atomics.load(c, T_SPIN));
+        ret = file.rangeFault(addr, addr + CHUNK_PAGES * 4096, write);
+        mutexUnlock(c, T_GLOBAL);
+      } else if (mode === MODE_MESSAGE) {
+        ret = await request(page, write);
+      } else {
+        throw new Error(`unknown mode ${mode}`);
+      }
+      if (ret === 0) {
+        Atomics.add(c, b + TD_CHUNKS, 1);
+        Atomics.add(c, b + TD_PAGES, CHUNK_PAGES);
+        let res: { ret: number; cpages: number; faults: number };
+        if (write) {
+          fill = (fill + 1) | 0;
+          buf.fill(fill);
+          res = file.write(addr, CHUNK_PAGES, buf);
+        } else {
+          res = file.read(addr, CHUNK_PAGES, buf);
+        }
+        if (res.ret === 0) Atomics.add(c, b + TD_ACCESSES, res.cpages);
+        else Atomics.add(c, b + TD_ERRORS, 1);
+        if (res.faults !== 0) Atomics.add(c, b + TD_REFAULTS, res.faults);
+      } else {
+        Atomics.add(c, b + TD_ERRORS, 1);
+      }
+      Atomics.add(c, b + TD_OPS, 1);
+    }
+  } catch (e) {
+    error = e instanceof Error ? `${e.message}\n${e.stack ?? ''}` : String(e);
+    Atomics.store(c, b + TD_CRASHED, 1);
+    Atomics.notify(c, b + TD_IDLE_EPOCH);
+  } finally {
+    port.close();
+  }
+  return { index: task.index, error };
+}
