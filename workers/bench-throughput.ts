@@ -13,9 +13,7 @@
  *
  * Idle between windows: the device sleeps on the epoch word (Atomics.wait, no spinning).
  */
-import { mutexLock, mutexUnlock } from '../src/shm/mutex.js';
-import { deriveSeed, Prng } from '../src/sim/prng.js';
-import { attachWorld } from '../src/sim/world.js';
+
 import {
   CHUNK_PAGES,
   MODE_GLOBAL,
@@ -41,6 +39,9 @@ import {
   type ThroughputTaskResult,
   tdBase,
 } from '../bench/throughput/layout.js';
+import { mutexLock, mutexUnlock } from '../src/shm/mutex.js';
+import { deriveSeed, Prng } from '../src/sim/prng.js';
+import { attachWorld } from '../src/sim/world.js';
 
 export default async function benchThroughputTask(task: ThroughputTask): Promise<ThroughputTaskResult> {
   const c = new Int32Array(task.control);

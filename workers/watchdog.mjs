@@ -1,10 +1,16 @@
 // The backstop watchdog: a plain worker (no TypeScript, nothing to compile) that watches the main
 // thread's heartbeat in the control block. The main thread's own watchdog reports stuck devices;
 // this one covers the case it cannot: the main thread itself stuck in a wait (a deadlock in the
-// mm under a mutant). It then writes a dump of the lock words and seqs straight to fd 2 (the main
-// thread's stdio relay is blocked too) and ends the process: a worker cannot set the process's
-// exit status, so it is killed (status 137), and the dump's last line says so.
+// mm under a mutant, or a device that holds its update lock forever).
+//
+// Then, when the run has a wedged handler (`inspect`), it connects to the main thread through the
+// inspector and evaluates that handler there: V8 runs it as an interrupt of the stuck wait (a wait
+// in slices, a spin, even an unbounded Atomics.wait), so the main thread gathers its results,
+// writes them and exits with code 3. Only if that has not ended the process within `graceMs` (or
+// there is no handler) does it write a dump of the lock words and seqs straight to fd 2 and kill
+// the process (status 137: a worker cannot set the process's exit status).
 import { writeSync } from 'node:fs';
+import { Session } from 'node:inspector';
 import { workerData } from 'node:worker_threads';
 
 const d = workerData;
@@ -14,7 +20,7 @@ const mn = new Int32Array(d.notifierWords);
 const files = d.files.map((f) => ({ id: f.id, ctl: new Int32Array(f.ctl) }));
 const nowUs = () => Math.round((performance.timeOrigin + performance.now() - d.epoch) * 1000) | 0;
 
-function dump(staleMs) {
+function dump(staleMs, why) {
   const L = d.layout;
   const lines = [
     `hmmsim run: HUNG: the main thread made no progress for ${staleMs} ms (watchdog bound ${d.boundMs} ms)`,
@@ -33,17 +39,42 @@ function dump(staleMs) {
       `device ${i} thread ${Atomics.load(c, b + L.D_THREAD)}: state ${d.states[Atomics.load(c, b + L.D_STATE)] ?? '?'}, op ${d.ops[Atomics.load(c, b + L.D_OP)] ?? '?'} at 0x${(Atomics.load(c, b + L.D_ADDR) * 4096).toString(16)}, ${Atomics.load(c, b + L.D_OPS)} ops`,
     );
   }
-  lines.push('hmmsim run: the process is killed (a hung main thread cannot return exit code 3)');
+  lines.push(`hmmsim run: the process is killed (${why})`);
   writeSync(2, `${lines.join('\n')}\n`);
 }
 
+function kill(staleMs, why) {
+  dump(staleMs, why);
+  process.kill(process.pid, 'SIGKILL');
+}
+
+let fired = false;
 const tick = () => {
   if (Atomics.load(c, d.layout.CTL_WATCHDOG_OFF) !== 0) return;
   const beat = Atomics.load(c, d.layout.CTL_MAIN_BEAT);
   const stale = (nowUs() - beat) / 1000;
-  if (beat !== 0 && stale > d.boundMs) {
-    dump(Math.round(stale));
-    process.kill(process.pid, 'SIGKILL');
+  if (beat !== 0 && stale > d.boundMs && !fired) {
+    fired = true;
+    const ms = Math.round(stale);
+    if (!d.inspect) {
+      kill(ms, 'no wedged handler: a hung main thread cannot return exit code 3');
+      return;
+    }
+    try {
+      const s = new Session();
+      s.connectToMainThread();
+      // Never answers when it works: the handler ends the process.
+      s.post('Runtime.evaluate', { expression: `globalThis[${JSON.stringify(d.handler)}]?.(${ms})` }, () => {
+        if (Atomics.load(c, d.layout.CTL_WATCHDOG_OFF) === 0) kill(ms, 'the wedged handler returned');
+      });
+    } catch (e) {
+      kill(ms, `the inspector could not reach the main thread: ${e instanceof Error ? e.message : e}`);
+      return;
+    }
+    setTimeout(() => {
+      if (Atomics.load(c, d.layout.CTL_WATCHDOG_OFF) === 0)
+        kill(ms, `the wedged handler did not end the process within ${d.graceMs} ms`);
+    }, d.graceMs).unref();
     return;
   }
   setTimeout(tick, Math.min(500, d.boundMs / 4));

@@ -301,7 +301,13 @@ class Bench {
     return s;
   }
 
-  async window(v: Variant, rate: number, seed: number, warmMs: number, windowMs: number): Promise<WindowResult> {
+  async window(
+    v: Variant,
+    rate: number,
+    seed: number,
+    warmMs: number,
+    windowMs: number,
+  ): Promise<WindowResult> {
     const c = this.c;
     this.ctx.rng = new Prng(deriveSeed(seed, 999));
     Atomics.store(c, T_SEED, seed | 0);
@@ -438,7 +444,9 @@ export interface ThroughputResults {
 }
 
 function variantsFor(worldDevices: number, spins: number[]): Variant[] {
-  const v: Variant[] = [{ name: `seqlock@${worldDevices}`, mode: MODE_SEQLOCK, active: worldDevices, spin: 0 }];
+  const v: Variant[] = [
+    { name: `seqlock@${worldDevices}`, mode: MODE_SEQLOCK, active: worldDevices, spin: 0 },
+  ];
   v.push({ name: `message@${worldDevices}`, mode: MODE_MESSAGE, active: worldDevices, spin: 0 });
   for (const s of spins) {
     v.push({ name: `global@${worldDevices}/spin${s}`, mode: MODE_GLOBAL, active: worldDevices, spin: s });
@@ -504,7 +512,12 @@ export async function runThroughput(o: ThroughputOptions): Promise<ThroughputRes
         cand[String(s)] = m;
         if (m > cand[String(best)]!) best = s;
       }
-      configs.push({ worldDevices: n, mutationRate: rate, variants: vr, globalSpin: { candidates: cand, chosen: best } });
+      configs.push({
+        worldDevices: n,
+        mutationRate: rate,
+        variants: vr,
+        globalSpin: { candidates: cand, chosen: best },
+      });
       const seq = vr[0]!;
       log(
         `throughput: ${n} devices, ${rate} mutations/s: seqlock ${(seq.pagesMirroredPerSec.median / 1e6).toFixed(2)} M pages/s, ` +
@@ -515,7 +528,8 @@ export async function runThroughput(o: ThroughputOptions): Promise<ThroughputRes
   }
 
   // ---- figures: per-repetition ratios against baselines of the same repetition ----
-  const pagesOf = (n: number, rate: number, name: string): number[] | null => raw.get(`${n}/${rate}/${name}`)?.[0] ?? null;
+  const pagesOf = (n: number, rate: number, name: string): number[] | null =>
+    raw.get(`${n}/${rate}/${name}`)?.[0] ?? null;
   const chosenSpin = (n: number, rate: number, active: number): number => {
     const cfg = configs.find((x) => x.worldDevices === n && x.mutationRate === rate)!;
     if (active === n) return cfg.globalSpin.chosen;
@@ -537,8 +551,14 @@ export async function runThroughput(o: ThroughputOptions): Promise<ThroughputRes
     return x === null || y === null ? null : spread(ratios(x, y));
   };
   const targets: TargetResult[] = [];
-  const tgt = (id: string, what: string, target: string, f: Spread | null, ok: (m: number) => boolean, note: string) =>
-    targets.push({ id, what, target, figure: f, met: f === null ? null : ok(f.median), note });
+  const tgt = (
+    id: string,
+    what: string,
+    target: string,
+    f: Spread | null,
+    ok: (m: number) => boolean,
+    note: string,
+  ) => targets.push({ id, what, target, figure: f, met: f === null ? null : ok(f.median), note });
   const has2 = worlds.includes(2);
   if (has2) {
     for (const [rate, want] of [
@@ -666,7 +686,7 @@ export async function runThroughput(o: ThroughputOptions): Promise<ThroughputRes
       'Oracles stay on (the default) in every variant: per-page generation checks on access and the write counter, the same in all three designs.',
       'seqlock: the reference driver (dmirror) as is, one interval subscription per 64-page chunk per device. global lock: the same routine inside one futex-style mutex (spin then Atomics.wait, spin tuned among the candidates per configuration, best median taken); the mutator holds it around each mutation. It still executes the uncontended read_begin/read_retry and update lock, a few atomics per chunk. message passing: the main thread owns the page table and serves each chunk (walk + install) in its message handler; the reply is the return code; the device then accesses through the mirror as in the other designs.',
       'Refaults: an access that finds an entry invalidated since its fault faults again inside the driver (without the global lock in that variant); counted as refaults.',
-      'The 1-device figures come from the 2-device world with device 1 idle (still subscribed, so each mutation runs both files\' invalidate ops), interleaved with the 2-device variants.',
+      "The 1-device figures come from the 2-device world with device 1 idle (still subscribed, so each mutation runs both files' invalidate ops), interleaved with the 2-device variants.",
       'Mutator: this thread, mutations uniform over the region (not following the devices), paced with Atomics.wait; message passing paces with 1 ms timers (its event loop serves the devices) and catches up in batches. mutationsPerSec is the measured rate.',
       'Ratios: per repetition, variant / baseline of the same repetition (variants interleaved, order rotated each repetition); medians with min/max over the repetitions.',
     ],
@@ -677,7 +697,11 @@ export async function runThroughput(o: ThroughputOptions): Promise<ThroughputRes
 }
 
 /** The default scenario with oracles on vs off: device ops/s over the run, interleaved, same seed. */
-async function checkingCost(durationMs: number, reps: number, log: (l: string) => void): Promise<Record<string, unknown>> {
+async function checkingCost(
+  durationMs: number,
+  reps: number,
+  log: (l: string) => void,
+): Promise<Record<string, unknown>> {
   const base = defaultScenario();
   const on: number[] = [];
   const off: number[] = [];
@@ -698,10 +722,13 @@ async function checkingCost(durationMs: number, reps: number, log: (l: string) =
     }
   }
   const cost = ratios(off, on);
-  log(`checking cost: oracles off / on = ${median(cost).toFixed(2)} (device ops/s ${median(off).toFixed(0)} vs ${median(on).toFixed(0)})`);
+  log(
+    `checking cost: oracles off / on = ${median(cost).toFixed(2)} (device ops/s ${median(off).toFixed(0)} vs ${median(on).toFixed(0)})`,
+  );
   return {
     what: 'the default scenario (2 devices, all mutation kinds at 2000/s, audits every 250 mutator ops), run with runSimulation for durationMs each; oracles off = no quiescent audits, no end-of-run audit and lost-update equation, no per-access generation checks or write counting',
-    includes: 'device operations completed during the run divided by durationMs (worker start-up is outside durationMs; devices start working while the others start)',
+    includes:
+      'device operations completed during the run divided by durationMs (worker start-up is outside durationMs; devices start working while the others start)',
     durationMs,
     deviceOpsPerSecOn: spread(on),
     deviceOpsPerSecOff: spread(off),
@@ -716,7 +743,9 @@ function summary(r: ThroughputResults): string {
   const lines = [`throughput (${r.mode}, ${r.machine.cores} cores, ${r.wallSeconds} s):`];
   for (const t of r.targets) {
     const f = t.figure === null ? 'n/a' : `${t.figure.median} [${t.figure.min}..${t.figure.max}]`;
-    lines.push(`  ${t.met === null ? '?' : t.target === 'report' ? '-' : t.met ? 'MET ' : 'MISS'} ${t.id}: ${f} (target ${t.target})`);
+    lines.push(
+      `  ${t.met === null ? '?' : t.target === 'report' ? '-' : t.met ? 'MET ' : 'MISS'} ${t.id}: ${f} (target ${t.target})`,
+    );
   }
   return lines.join('\n');
 }

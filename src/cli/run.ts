@@ -130,6 +130,22 @@ export async function runWithOptions(o: RunOptions, io: RunIo): Promise<number> 
     }
   };
   process.on('SIGINT', onSigint);
+  /** Print the summary and write --out; returns the exit code. Synchronous (see onWedged). */
+  const finish = (results: RunResults): number => {
+    bar?.stop();
+    if (o.summary !== false) io.out(`${formatSummary(results)}\n`);
+    else if (results.outcome.hang !== null) io.err(`hmmsim run: HUNG: ${results.outcome.hang}\n`);
+    if (o.out !== undefined) {
+      try {
+        writeFileSync(o.out, `${JSON.stringify(results, null, 2)}\n`);
+        if (o.summary !== false) io.err(`hmmsim run: results written to ${o.out}\n`);
+      } catch (e) {
+        io.err(`hmmsim run: cannot write ${o.out}: ${(e as NodeJS.ErrnoException).code ?? String(e)}\n`);
+        return results.outcome.exitCode === 0 ? EXIT_BAD_INPUT : results.outcome.exitCode;
+      }
+    }
+    return results.outcome.exitCode;
+  };
   let results: RunResults;
   try {
     if (o.summary !== false) {
@@ -144,6 +160,11 @@ export async function runWithOptions(o: RunOptions, io: RunIo): Promise<number> 
       signal: ac.signal,
       version: packageVersion(),
       note: (line) => io.err(`hmmsim run: ${line}\n`),
+      // The main thread is stuck: write what was gathered; runSimulation then exits with 3.
+      onWedged: (partial) => {
+        io.err('hmmsim run: the main thread is stuck; writing the results gathered so far\n');
+        finish(partial);
+      },
       progress: (p) =>
         bar?.update(Math.round(p.fraction * 100), {
           mutatorOps: p.mutatorOps,
@@ -164,18 +185,12 @@ export async function runWithOptions(o: RunOptions, io: RunIo): Promise<number> 
   } finally {
     process.off('SIGINT', onSigint);
   }
-  bar?.stop();
-  if (o.summary !== false) io.out(`${formatSummary(results)}\n`);
-  if (o.out !== undefined) {
-    try {
-      writeFileSync(o.out, `${JSON.stringify(results, null, 2)}\n`);
-      if (o.summary !== false) io.err(`hmmsim run: results written to ${o.out}\n`);
-    } catch (e) {
-      io.err(`hmmsim run: cannot write ${o.out}: ${(e as NodeJS.ErrnoException).code ?? String(e)}\n`);
-      return results.outcome.exitCode === 0 ? EXIT_BAD_INPUT : results.outcome.exitCode;
-    }
+  const code = finish(results);
+  if (results.outcome.verdict === 'hung') {
+    // A hung worker that even terminate() could not stop must not keep the process alive.
+    setTimeout(() => process.exit(code), 3000).unref();
   }
-  return results.outcome.exitCode;
+  return code;
 }
 
 /**

@@ -21,6 +21,7 @@ import {
   POINT_BEFORE_PROGRAM,
   POINT_COUNT,
 } from '../checker/points.js';
+import type { DmirrorFile } from '../driver/dmirror.js';
 import { setPointHook } from '../driver/sched.js';
 import type { MirrorFile, MirrorOpResult } from '../driver/types.js';
 import { hmmStatsTotal } from '../hmm/hmm.js';
@@ -118,7 +119,7 @@ export interface DeviceTask {
 }
 
 /** TEST ONLY: the failure scenario.testFaults asked for, after `ops` operations. */
-function testFault(task: DeviceTask, ops: number, file: MirrorFile, c: Int32Array, b: number): void {
+function testFault(task: DeviceTask, ops: number, file: DmirrorFile, c: Int32Array, b: number): void {
   const f = task.testFaults;
   if (f === undefined) return;
   if (f.crashAfterOps !== undefined && ops >= f.crashAfterOps) {
@@ -127,7 +128,7 @@ function testFault(task: DeviceTask, ops: number, file: MirrorFile, c: Int32Arra
   if (f.hangAfterOps !== undefined && ops >= f.hangAfterOps) {
     // Take the update lock and never give it back, and never look at the stop flag again: a hung
     // driver. Only terminating the worker (or the process) ends this.
-    (file as unknown as { lock(): void }).lock();
+    file.lock();
     Atomics.store(c, b + D_OP, OP_HANG);
     const never = new Int32Array(new SharedArrayBuffer(4));
     for (;;) Atomics.wait(never, 0, 0, 1000);

@@ -120,7 +120,18 @@ export interface RunHooks {
   signal?: AbortSignal;
   /** package version for the results */
   version?: string;
+  /**
+   * Called when the main thread itself is stuck (a deadlock under a mutant or a hung device): the
+   * backstop watchdog runs it *on the main thread*, interrupting the stuck wait, with the results
+   * gathered so far (verdict hung, exit code 3). It should write what it must, synchronously; the
+   * process then exits with code 3 (it cannot go back to the stuck wait). Without it, the
+   * backstop writes its own dump to stderr and kills the process (status 137).
+   */
+  onWedged?: (partial: RunResults) => void;
 }
+
+/** The global the backstop watchdog calls on the main thread through the inspector. */
+const WEDGED_HANDLER = '__hmmsimWedged';
 
 export interface RunProgress {
   elapsedMs: number;
@@ -288,8 +299,23 @@ function violationJson(v: Violation, mutatorOps: number, deviceOps: number): Vio
   };
 }
 
+/**
+ * How long the main thread may go without a heartbeat before the backstop steps in. It may
+ * legitimately block inside one mutation for about one device timeout (hmm_range_fault's 1 s
+ * HMM_RANGE_DEFAULT_TIMEOUT, a 2 s migration-entry wait) or one park of the devices.
+ */
+export function backstopBoundMs(s: Scenario): number {
+  return Math.max(2 * s.watchdogMs, 4000);
+}
+
 /** The backstop watchdog (workers/watchdog.mjs): reports and ends a run whose main thread hangs. */
-function startBackstopWatchdog(world: World, control: Int32Array, s: Scenario, epoch: number): Worker {
+function startBackstopWatchdog(
+  world: World,
+  control: Int32Array,
+  s: Scenario,
+  epoch: number,
+  inspect: boolean,
+): Worker {
   const w = new Worker(new URL('../../workers/watchdog.mjs', import.meta.url), {
     workerData: {
       control: control.buffer,
@@ -298,8 +324,11 @@ function startBackstopWatchdog(world: World, control: Int32Array, s: Scenario, e
       files: world.files.map((f) => ({ id: f.id, ctl: f.ctl.buffer })),
       devices: s.devices,
       epoch,
-      // The main thread may legitimately block for up to one device timeout per wait.
-      boundMs: Math.max(s.watchdogMs, 5000) * 2,
+      boundMs: backstopBoundMs(s),
+      // call the main thread's WEDGED_HANDLER through the inspector first; kill only if that fails
+      inspect,
+      handler: WEDGED_HANDLER,
+      graceMs: 5000,
       kinds: MUTATION_KINDS,
       states: DEV_STATE_NAMES,
       ops: OP_NAMES,
@@ -368,7 +397,7 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
     execArgv: ['--import', preloadUrl()],
   });
 
-  const backstop = startBackstopWatchdog(world, control, s, epoch);
+  const backstop = startBackstopWatchdog(world, control, s, epoch, hooks.onWedged !== undefined);
   const beat = (): void => {
     Atomics.store(control, CTL_MAIN_BEAT, clockUs(epoch));
   };
@@ -389,6 +418,7 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
       workload: s.workload,
       opsPerSecond: s.workload.opsPerSecond,
       epoch,
+      testFaults: s.testFaults !== undefined && s.testFaults.device === i ? s.testFaults : undefined,
     };
     return (pool.run(task) as Promise<DeviceResult>).then(
       (r) => {
@@ -563,6 +593,142 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
     }
   };
 
+  /** Everything gathered so far as results (at the end, or from the wedged handler). */
+  const gather = (lost: RunResults['counters']['lostUpdate']): RunResults => {
+    const wallMs = performance.now() - t0;
+    const counterWords = (d: number): number[] => {
+      const r = results[d];
+      if (r !== null && r !== undefined) return r.counters;
+      const b = devBase(d);
+      return Array.from({ length: D_POINT_COLLISIONS + POINT_COUNT }, (_, i) => Atomics.load(control, b + i));
+    };
+    const perDevice = Array.from({ length: s.devices }, (_, d) => countersOf(counterWords(d)));
+    const merged = mergeCounters(perDevice);
+    const mainCore = threadCoreStats();
+    const cores: ThreadCoreStats[] = [
+      mainCore,
+      ...results.filter((r): r is DeviceResult => r !== null).map((r) => r.core),
+    ];
+    const events: EventStats[] = [];
+    for (let e = 0; e < MMU_NOTIFY_EVENT_COUNT; e++) {
+      let inv = 0;
+      let bytes = 0;
+      let failed = 0;
+      let opUs = 0;
+      let lockUs = 0;
+      for (const c of cores) {
+        inv += c.invalidationStarts[e]!;
+        bytes += c.invalidationBytes[e]!;
+        failed += c.invalidationFailed[e]!;
+        opUs += c.invalidateOpUs[e]!;
+        lockUs += c.invalidateLockWaitUs[e]!;
+      }
+      events.push({
+        event: MMU_NOTIFY_EVENT_NAMES[e]!,
+        invalidations: inv,
+        pagesInvalidated: Math.round(bytes / 4096),
+        failed,
+        invalidateOpUs: Math.round(opUs),
+        lockWaitUs: Math.round(lockUs),
+      });
+    }
+    const points = POINT_NAMES.map((name, p) => {
+      let passes = 0;
+      for (const c of cores) passes += c.pointPasses[p]!;
+      let coll = mainPointCollisions[p]!;
+      for (let d = 0; d < s.devices; d++) coll += counterWords(d)[D_POINT_COLLISIONS + p] ?? 0;
+      return { point: name, passes, collisions: coll };
+    });
+    const latDev = results.map((r) => r?.latencyUs ?? '');
+    const retDev = results.map((r) => r?.retriesPerCall ?? '');
+    const latMerged = mergeEncoded(latDev, LATENCY_HIGHEST_US);
+    const retMerged = mergeEncoded(retDev, RETRIES_HIGHEST);
+    const totalDeviceOps = merged.ops;
+    const violations = readViolations(world.log).map((v) => violationJson(v, ctx.ops, totalDeviceOps));
+    const total = world.log.total;
+    const interrupted = stoppedBy === 'interrupt';
+    const exitCode = hang !== null || crash !== null ? EXIT_CRASH : total > 0 ? EXIT_VIOLATIONS : EXIT_OK;
+    const verdict = hang !== null ? 'hung' : crash !== null ? 'crashed' : total > 0 ? 'violations' : 'clean';
+    const cpu0 = cpus()[0];
+    const config: Record<string, unknown> = { ...s, seed, unavailableKinds: unavailable };
+    return {
+      schema: RESULTS_SCHEMA,
+      version: RESULTS_VERSION,
+      hmmsimVersion: hooks.version ?? '0.0.0',
+      startedAt,
+      seed,
+      config,
+      machine: {
+        node: process.version,
+        platform: platform(),
+        arch: arch(),
+        cpus: cpus().length,
+        cpuModel: cpu0?.model ?? 'unknown',
+        totalMemoryMiB: Math.round(totalmem() / 2 ** 20),
+      },
+      outcome: {
+        verdict,
+        exitCode,
+        interrupted,
+        stoppedBy,
+        wallMs: Math.round(wallMs),
+        mutatorOps: ctx.ops,
+        deviceOps: totalDeviceOps,
+        violations: total,
+        firstViolation,
+        error: crash,
+        hang,
+      },
+      counters: {
+        devices: perDevice,
+        merged,
+        mutations: mutationStats,
+        cpuAccesses: ctx.cpu,
+        events,
+        points,
+        mmapLockWaits: {
+          mutator: mainCore.mmapReadWaits + mainCore.mmapWriteWaits,
+          devices: cores.slice(1).reduce((a, c) => a + c.mmapReadWaits + c.mmapWriteWaits, 0),
+        },
+        audits,
+        lostUpdate: lost,
+      },
+      histograms: {
+        rangeFaultLatencyUs: {
+          merged: histogramJson(latMerged, 'us'),
+          devices: latDev.map((e) => histogramJson(mergeEncoded([e], LATENCY_HIGHEST_US), 'us')),
+        },
+        retriesPerCall: {
+          merged: histogramJson(retMerged, 'retries'),
+          devices: retDev.map((e) => histogramJson(mergeEncoded([e], RETRIES_HIGHEST), 'retries')),
+        },
+      },
+      violations,
+      violationsDropped: Math.max(0, total - violations.length),
+    };
+  };
+
+  if (hooks.onWedged !== undefined) {
+    const onWedged = hooks.onWedged;
+    (globalThis as unknown as Record<string, unknown>)[WEDGED_HANDLER] = (staleMs: number): void => {
+      // Runs on this thread, interrupting the stuck wait: gather, hand over, and exit with 3.
+      if (hang === null) {
+        hang =
+          `the main thread made no progress for ${Math.round(staleMs)} ms (backstop bound ${backstopBoundMs(s)} ms)\n` +
+          dumpState(world, control, s.devices, epoch);
+      }
+      stoppedBy = 'hang';
+      Atomics.store(control, CTL_WATCHDOG_OFF, 1);
+      requestStop(control);
+      noteFirstViolation();
+      try {
+        onWedged(gather(null));
+      } finally {
+        process.exit(EXIT_CRASH);
+      }
+    };
+  }
+
   let nextAt = performance.now();
   if (hang === null && crash === null && !haveWeight)
     note('no mutation kind is available with a positive weight');
@@ -699,6 +865,7 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
   }
   setPointHook(null);
   Atomics.store(control, CTL_WATCHDOG_OFF, 1);
+  delete (globalThis as unknown as Record<string, unknown>)[WEDGED_HANDLER];
   await backstop.terminate();
 
   // ---- end-of-run oracles (all devices stopped: a quiescent point) ----
@@ -729,116 +896,5 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
   }
   noteFirstViolation();
 
-  // ---- gather ----
-  const wallMs = performance.now() - t0;
-  const counterWords = (d: number): number[] => {
-    const r = results[d];
-    if (r !== null && r !== undefined) return r.counters;
-    const b = devBase(d);
-    return Array.from({ length: D_POINT_COLLISIONS + POINT_COUNT }, (_, i) => Atomics.load(control, b + i));
-  };
-  const perDevice = Array.from({ length: s.devices }, (_, d) => countersOf(counterWords(d)));
-  const merged = mergeCounters(perDevice);
-  const mainCore = threadCoreStats();
-  const cores: ThreadCoreStats[] = [
-    mainCore,
-    ...results.filter((r): r is DeviceResult => r !== null).map((r) => r.core),
-  ];
-  const events: EventStats[] = [];
-  for (let e = 0; e < MMU_NOTIFY_EVENT_COUNT; e++) {
-    let inv = 0;
-    let bytes = 0;
-    let failed = 0;
-    let opUs = 0;
-    let lockUs = 0;
-    for (const c of cores) {
-      inv += c.invalidationStarts[e]!;
-      bytes += c.invalidationBytes[e]!;
-      failed += c.invalidationFailed[e]!;
-      opUs += c.invalidateOpUs[e]!;
-      lockUs += c.invalidateLockWaitUs[e]!;
-    }
-    events.push({
-      event: MMU_NOTIFY_EVENT_NAMES[e]!,
-      invalidations: inv,
-      pagesInvalidated: Math.round(bytes / 4096),
-      failed,
-      invalidateOpUs: Math.round(opUs),
-      lockWaitUs: Math.round(lockUs),
-    });
-  }
-  const points = POINT_NAMES.map((name, p) => {
-    let passes = 0;
-    for (const c of cores) passes += c.pointPasses[p]!;
-    let coll = mainPointCollisions[p]!;
-    for (let d = 0; d < s.devices; d++) coll += counterWords(d)[D_POINT_COLLISIONS + p] ?? 0;
-    return { point: name, passes, collisions: coll };
-  });
-  const latDev = results.map((r) => r?.latencyUs ?? '');
-  const retDev = results.map((r) => r?.retriesPerCall ?? '');
-  const latMerged = mergeEncoded(latDev, LATENCY_HIGHEST_US);
-  const retMerged = mergeEncoded(retDev, RETRIES_HIGHEST);
-  const totalDeviceOps = merged.ops;
-  const violations = readViolations(world.log).map((v) => violationJson(v, ctx.ops, totalDeviceOps));
-  const total = world.log.total;
-  const interrupted = stoppedBy === 'interrupt';
-  const exitCode = hang !== null || crash !== null ? EXIT_CRASH : total > 0 ? EXIT_VIOLATIONS : EXIT_OK;
-  const verdict = hang !== null ? 'hung' : crash !== null ? 'crashed' : total > 0 ? 'violations' : 'clean';
-  const cpu0 = cpus()[0];
-  const config: Record<string, unknown> = { ...s, seed, unavailableKinds: unavailable };
-  return {
-    schema: RESULTS_SCHEMA,
-    version: RESULTS_VERSION,
-    hmmsimVersion: hooks.version ?? '0.0.0',
-    startedAt,
-    seed,
-    config,
-    machine: {
-      node: process.version,
-      platform: platform(),
-      arch: arch(),
-      cpus: cpus().length,
-      cpuModel: cpu0?.model ?? 'unknown',
-      totalMemoryMiB: Math.round(totalmem() / 2 ** 20),
-    },
-    outcome: {
-      verdict,
-      exitCode,
-      interrupted,
-      stoppedBy,
-      wallMs: Math.round(wallMs),
-      mutatorOps: ctx.ops,
-      deviceOps: totalDeviceOps,
-      violations: total,
-      firstViolation,
-      error: crash,
-      hang,
-    },
-    counters: {
-      devices: perDevice,
-      merged,
-      mutations: mutationStats,
-      cpuAccesses: ctx.cpu,
-      events,
-      points,
-      mmapLockWaits: {
-        mutator: mainCore.mmapReadWaits + mainCore.mmapWriteWaits,
-        devices: cores.slice(1).reduce((a, c) => a + c.mmapReadWaits + c.mmapWriteWaits, 0),
-      },
-      audits,
-      lostUpdate: lost,
-    },
-    histograms: {
-      rangeFaultLatencyUs: {
-        merged: histogramJson(latMerged, 'us'),
-        devices: latDev.map((e) => histogramJson(mergeEncoded([e], LATENCY_HIGHEST_US), 'us')),
-      },
-      retriesPerCall: {
-        merged: histogramJson(retMerged, 'retries'),
-        devices: retDev.map((e) => histogramJson(mergeEncoded([e], RETRIES_HIGHEST), 'retries')),
-      },
-    },
-    violations,
-    violationsDropped: Math.max(0, total - violations.length),
-  };
+  return gather(lost);
 }
