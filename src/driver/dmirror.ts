@@ -69,10 +69,10 @@ import {
 import type { PhysMem } from '../mm/physmem.js';
 import {
   MmuIntervalNotifier,
+  mmuIntervalIsInvalidating,
   mmuIntervalNotifierAttach,
   mmuIntervalNotifierInsert,
   mmuIntervalNotifierRemove,
-  mmuIntervalIsInvalidating,
   mmuIntervalReadBegin,
   mmuIntervalReadRetry,
   mmuIntervalSetSeq,

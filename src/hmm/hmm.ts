@@ -70,7 +70,6 @@ import {
 import type { MmStruct } from '../mm/mm.js';
 import { EBUSY, EFAULT, EINVAL, EPERM } from '../mm/mmu-notifier.js';
 import { type MmuIntervalNotifier, mmuIntervalCheckRetry } from '../notifier/interval-notifier.js';
-import { rwsemState } from '../shm/rwsem.js';
 import {
   HMM_PFN_ERROR_HI,
   HMM_PFN_REQ_FAULT_HI,
@@ -829,7 +828,9 @@ function hmmRangeFaultInner(range: HmmRange, kernel: HmmKernel, atomicsReference
 
   const mm = range.notifier.mm;
   // mmap_assert_locked(): the caller holds the mmap lock (read or write)
-  if (rwsemState(mm.ctl, MM_MMAP_LOCK) === 0) {
+  // (a plain read: a holder sees its own acquisition; only a caller that forgot the lock can
+  // read 0 here, and for it any value is as good as the kernel's lockdep warning)
+  if (mm.ctl[MM_MMAP_LOCK] === 0) {
     throw new Error('hmmRangeFault: the mmap lock must be held');
   }
   const startPage = Math.floor(range.start / PAGE_SIZE);

@@ -123,8 +123,12 @@ export class MmStruct {
   }
 
   // ---- VMA table (callers hold the mmap lock: read to look, write to change) ----
+  /**
+   * A plain read: callers hold the mmap lock, whose acquisition (an Atomics read-modify-write)
+   * orders it after the writer's Atomics.store and release; it is on every walk's path.
+   */
   get vmaCount(): number {
-    return Atomics.load(this.ctl, MM_VMA_COUNT);
+    return this.ctl[MM_VMA_COUNT]!;
   }
 
   /**

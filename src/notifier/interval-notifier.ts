@@ -929,11 +929,14 @@ export function mmuIntervalNotifierRemove(sub: MmuIntervalNotifier): void {
 export function mmuIntervalReadBegin(sub: MmuIntervalNotifier): number {
   if (invalidateDepth !== 0) lockdepSplat('mmu_interval_read_begin');
   const w = sub.words;
-  spinLock(w, MN_LOCK);
-  // Atomics.load: the sub seq is written by invalidate ops under the user lock, not this lock.
+  // The kernel reads both seqs under the notifier lock. Two sequentially consistent loads give
+  // the same outcomes without it: the mm seq only leaves an odd value X by the final end, and the
+  // sub seq only becomes X inside an op of that same period, so seeing sub == mm means the period
+  // is still open (sleep), and any other pair is one a locked read could also have produced (an op
+  // that has not run yet, or a period already ended); read_retry under the user lock catches the
+  // rest. This keeps read_begin at two loads on the hot path instead of a lock round trip.
   const seq = Atomics.load(w, sub.seqIndex);
   const isInvalidating = seq === Atomics.load(w, MN_SEQ);
-  spinUnlock(w, MN_LOCK);
   const st = mmuNotifierStats;
   st.readBegins++;
   st.lastReadBeginSlept = false;

@@ -13,7 +13,15 @@ import { cpuRead, cpuStats, cpuWrite } from '../mm/cpu.js';
 import { exitMmap, mmput } from '../mm/exit.js';
 import { forkMm } from '../mm/fork.js';
 import { collapseHugePage } from '../mm/khugepaged.js';
-import { PAGE_SIZE, PMD_SIZE } from '../mm/layout.js';
+import {
+  HUGE_ZERO_PFN,
+  PAGE_SIZE,
+  PMD_SIZE,
+  PMD_TYPE_HUGE,
+  PTE_PAYLOAD_MASK,
+  PTE_TYPE_MASK,
+  PTRS_PER_PTE,
+} from '../mm/layout.js';
 import { MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, madvise } from '../mm/madvise.js';
 import { memoryFailure } from '../mm/memory-failure.js';
 import type { MmStruct } from '../mm/mm.js';
@@ -77,13 +85,44 @@ function mapPart(mm: MmStruct, r: RegionPlacement, fromPage: number, pages: numb
   });
 }
 
-/** Map a whole region at set-up; 0 or a negative errno. */
-export function mapRegion(mm: MmStruct, r: RegionPlacement): number {
-  const ret = mapPart(mm, r, r.start, r.pages);
+/**
+ * Map [from, from + pages) of region `r` as the region was set up: its kind and protection, and
+ * madvise(HUGEPAGE) in a huge-page region (a range mapped again after munmap is a fresh VMA: without
+ * the advice it would split the region's VMA and no THP could be faulted or collapsed there).
+ */
+function mapPartAdvised(mm: MmStruct, r: RegionPlacement, fromPage: number, pages: number): number {
+  const ret = mapPart(mm, r, fromPage, pages);
   if (ret < 0) return ret;
-  if (r.hugepage) return madvise(mm, r.start * PAGE_SIZE, r.pages * PAGE_SIZE, MADV_HUGEPAGE);
+  if (r.hugepage) return madvise(mm, fromPage * PAGE_SIZE, pages * PAGE_SIZE, MADV_HUGEPAGE);
   return 0;
 }
+
+/** Map a whole region at set-up; 0 or a negative errno. */
+export function mapRegion(mm: MmStruct, r: RegionPlacement): number {
+  return mapPartAdvised(mm, r, r.start, r.pages);
+}
+
+/** Is the PMD of 2 MiB step `idx` a THP (a huge PMD that is not the huge zero page)? Hint read. */
+function isThp(mm: MmStruct, idx: number): boolean {
+  const w = Atomics.load(mm.pmd, idx);
+  return (w & PTE_TYPE_MASK) === PMD_TYPE_HUGE && (w & PTE_PAYLOAD_MASK) !== HUGE_ZERO_PFN;
+}
+
+/** The 2 MiB steps lying wholly inside region `r`. */
+function regionSteps(r: RegionPlacement): { first: number; count: number } {
+  const first = Math.ceil(r.start / PTRS_PER_PTE);
+  const end = Math.floor((r.start + r.pages) / PTRS_PER_PTE);
+  return { first, count: Math.max(0, end - first) };
+}
+
+/** THP statistics of the mutator (results: counters.thp). */
+export const thpMutatorStats = {
+  /** whole 2 MiB steps unmapped (their page table freed: the next fault there may map a THP) */
+  stepUnmaps: 0,
+  /** collapse targets populated by CPU writes first, and populations that failed */
+  populated: 0,
+  populateFailed: 0,
+};
 
 /** What a mutation sees. */
 export interface MutationContext {
@@ -107,6 +146,9 @@ export function cpuWriteIncrements(): number {
 }
 
 export function resetCpuStats(): void {
+  thpMutatorStats.stepUnmaps = 0;
+  thpMutatorStats.populated = 0;
+  thpMutatorStats.populateFailed = 0;
   cpuStats.reads = 0;
   cpuStats.writes = 0;
   cpuStats.writeIncrements = 0;
@@ -131,8 +173,22 @@ function fork(ctx: MutationContext): MmStruct {
 
 export const MUTATIONS: Record<MutationKind, MutationFn | null> = {
   munmap: (ctx, page, pages) => {
+    // In a huge-page region, now and then the whole 2 MiB step: free_pgtables then frees its
+    // page table, so the first fault after the remap finds a none PMD and may map a THP.
+    const steps = regionSteps(ctx.region);
+    if (ctx.region.hugepage && steps.count > 0 && ctx.rng.chance(0.25)) {
+      const idx = Math.min(
+        steps.first + steps.count - 1,
+        Math.max(steps.first, Math.floor(page / PTRS_PER_PTE)),
+      );
+      page = idx * PTRS_PER_PTE;
+      pages = PTRS_PER_PTE;
+    }
     const ret = munmap(ctx.mm, page * PAGE_SIZE, pages * PAGE_SIZE);
-    if (ret === 0) ctx.remaps.push({ region: ctx.region, page, pages, due: ctx.ops + 8 });
+    if (ret === 0) {
+      if (pages === PTRS_PER_PTE && page % PTRS_PER_PTE === 0) thpMutatorStats.stepUnmaps++;
+      ctx.remaps.push({ region: ctx.region, page, pages, due: ctx.ops + 8 });
+    }
     return ret;
   },
   mprotect: (ctx, page, pages) => {
@@ -174,12 +230,40 @@ export const MUTATIONS: Record<MutationKind, MutationFn | null> = {
   },
   'clear-refs': (ctx) => nonNegative(clearRefs(ctx.mm)),
   'thp-split': (ctx, page) => {
-    const addr = Math.floor((page * PAGE_SIZE) / PMD_SIZE) * PMD_SIZE;
-    const ret = splitHugePage(ctx.mm, addr);
-    return ret === 0 ? 0 : 1;
+    // As reclaim and the deferred split do: pick a THP that exists (the first at or after the
+    // step of `page`, wrapping in the region), not a random step.
+    const { first, count } = regionSteps(ctx.region);
+    if (count === 0) return 1;
+    const from = Math.min(Math.max(Math.floor(page / PTRS_PER_PTE) - first, 0), count - 1);
+    for (let k = 0; k < count; k++) {
+      const idx = first + ((from + k) % count);
+      if (isThp(ctx.mm, idx)) return splitHugePage(ctx.mm, idx * PMD_SIZE) === 0 ? 0 : 1;
+    }
+    return 1;
   },
-  'thp-collapse': (ctx, page) =>
-    collapseHugePage(ctx.mm, Math.floor((page * PAGE_SIZE) / PMD_SIZE) * PMD_SIZE) === 0 ? 0 : 1,
+  'thp-collapse': (ctx, page) => {
+    // khugepaged collapses a step the program has populated: advise it, restore its protection,
+    // write every page of it (faults, COW breaks, swap-ins, migrations back from the device),
+    // then collapse. A device may still change the step in between: that collapse fails (-EAGAIN).
+    const { first, count } = regionSteps(ctx.region);
+    if (count === 0 || !ctx.region.hugepage) return 1;
+    const idx = Math.min(Math.max(Math.floor(page / PTRS_PER_PTE), first), first + count - 1);
+    const addr = idx * PMD_SIZE;
+    if (Atomics.load(ctx.mm.pmd, idx) === 0 || isThp(ctx.mm, idx)) {
+      // nothing to collapse there; a none PMD is left for a fault to map a THP
+      return 1;
+    }
+    if (madvise(ctx.mm, addr, PMD_SIZE, MADV_HUGEPAGE) < 0) return 1;
+    if (ctx.region.prot === 'rw' && mprotect(ctx.mm, addr, PMD_SIZE, PROT_READ | PROT_WRITE) < 0) return 1;
+    for (let i = 0; i < PTRS_PER_PTE; i++) {
+      if (cpuWrite(ctx.mm, addr + i * PAGE_SIZE, ctx.ops | 0) < 0) {
+        thpMutatorStats.populateFailed++;
+        return 1;
+      }
+    }
+    thpMutatorStats.populated++;
+    return collapseHugePage(ctx.mm, addr) === 0 ? 0 : 1;
+  },
   'memory-failure': (ctx, page) => memoryFailure(ctx.mm, page * PAGE_SIZE),
   exit: (ctx) => {
     // The process's own mm lives for the whole run; exit tears down a forked child.
@@ -221,7 +305,7 @@ export function remapDue(ctx: MutationContext, force = false): void {
   for (let i = 0; i < q.length; ) {
     const r = q[i]!;
     if (force || r.due <= ctx.ops) {
-      mapPart(ctx.mm, r.region, r.page, r.pages);
+      mapPartAdvised(ctx.mm, r.region, r.page, r.pages);
       q.splice(i, 1);
     } else i++;
   }

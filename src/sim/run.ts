@@ -448,6 +448,9 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
     await sleep(5);
   }
   const tRun = performance.now();
+  if (hang === null && crash === null && !hooks.signal?.aborted) {
+    note(`devices running (started in ${Math.round(tRun - t0)} ms)`);
+  }
 
   // ---- the mutator ----
   const rng = new Prng(deriveSeed(seed, 999));
@@ -857,12 +860,12 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
     hang = `devices did not stop within ${s.watchdogMs} ms of the stop flag\n${dumpState(world, control, s.devices, epoch)}`;
     stoppedBy = 'hang';
   }
-  if (!finished) {
-    // Hung workers: the only case where a worker is terminated rather than stopped by the flag.
-    await pool.destroy().catch(() => {});
-  } else {
-    await pool.destroy();
-  }
+  // Hung workers: the only case where a worker is terminated rather than stopped by the flag.
+  // Bounded either way: a worker that even terminate() cannot stop is left behind (the CLI exits).
+  await Promise.race([
+    pool.destroy().catch(() => {}),
+    new Promise<void>((r) => setTimeout(r, 5000).unref()),
+  ]);
   setPointHook(null);
   Atomics.store(control, CTL_WATCHDOG_OFF, 1);
   delete (globalThis as unknown as Record<string, unknown>)[WEDGED_HANDLER];

@@ -55,7 +55,7 @@ describe('hmmsim run, correct protocol', () => {
   // migration (free event FREE_EVENT_MIGRATE_DONE), in about 1 run of 2 with jitter. The bug is in
   // the device-migration path (src/driver/dmirror-migrate.ts / src/mm/migrate-device.ts); un-skip
   // this once it is fixed.
-  it.skip('with device migration too, zero violations', { timeout: 90_000 }, async () => {
+  it('with device migration too, zero violations', { timeout: 90_000 }, async () => {
     const seed = testSeed();
     const r = await run(boundedScenario({ seed, ops: 3000, jitter: true, durationMs: 60_000 }));
     expect(r.outcome.verdict, describeRun(r)).toBe('clean');
