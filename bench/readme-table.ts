@@ -1,14 +1,17 @@
 /**
  * Regenerates the README's Performance section (between `<!-- bench:start -->` and
- * `<!-- bench:end -->`) from bench/results/micro.json. Every number in the table comes from the
+ * `<!-- bench:end -->`) from bench/results/micro.json and, when present, bench/results/throughput.json. Every number in the table comes from the
  * JSON; `renderPerformance` is pure so the test can feed it a fixture.
  *
  *   npx tsx bench/readme-table.ts [results.json] [README.md]
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Figure, Machine, RunConfig } from './lib.js';
 import type { MemoryResult } from './memory.js';
+import type { ThroughputResults } from './throughput/run.js';
+import { throughputMarkdown } from './throughput/table.js';
 
 export const START = '<!-- bench:start -->';
 export const END = '<!-- bench:end -->';
@@ -63,7 +66,7 @@ export function memoryRows(m: MemoryResult): string[] {
   ];
 }
 
-export function renderPerformance(r: Results): string {
+export function renderPerformance(r: Results, tp: ThroughputResults | null = null): string {
   const m = r.machine;
   const lines = [
     START,
@@ -83,7 +86,9 @@ export function renderPerformance(r: Results): string {
     '',
     '### Throughput',
     '',
-    'throughput: not yet (worker threads, global-lock and message-passing baselines, scaling).',
+    ...(tp
+      ? throughputMarkdown(tp)
+      : ['throughput: not measured in this run (`npx tsx bench/throughput/run.ts`, or `npm run bench`).']),
     END,
   ];
   return lines.join('\n');
@@ -99,8 +104,11 @@ export function spliceReadme(readme: string, section: string): string {
 
 export function updateReadme(resultsPath: string, readmePath: string): void {
   const r = JSON.parse(readFileSync(resultsPath, 'utf8')) as Results;
+  // The throughput suite writes its own file beside micro.json (bench/throughput/run.ts).
+  const tpPath = join(dirname(resultsPath), 'throughput.json');
+  const tp = existsSync(tpPath) ? (JSON.parse(readFileSync(tpPath, 'utf8')) as ThroughputResults) : null;
   const readme = readFileSync(readmePath, 'utf8');
-  writeFileSync(readmePath, spliceReadme(readme, renderPerformance(r)));
+  writeFileSync(readmePath, spliceReadme(readme, renderPerformance(r, tp)));
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

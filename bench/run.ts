@@ -1,7 +1,8 @@
 /**
  * `npm run bench` (quick, under 3 minutes on 2 cores) and `npm run bench -- --full`: runs the
- * micro-benchmarks and the memory figures, writes bench/results/micro.json, and regenerates the
- * README's Performance section from it.
+ * micro-benchmarks, the memory figures and the worker-thread throughput suite, writes
+ * bench/results/micro.json and throughput.json, and regenerates the README's Performance section
+ * from them (`--no-throughput` skips the suite, `--no-readme` the README).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -9,9 +10,11 @@ import { machine, type RunConfig } from './lib.js';
 import { memoryFigures } from './memory.js';
 import { microFigures } from './micro.js';
 import { type Results, updateReadme } from './readme-table.js';
+import { runThroughput } from './throughput/run.js';
 
 const full = process.argv.includes('--full');
 const noReadme = process.argv.includes('--no-readme');
+const noThroughput = process.argv.includes('--no-throughput');
 const cfg: RunConfig = full
   ? { reps: 11, timeMs: 400, warmupMs: 100 }
   : { reps: 5, timeMs: 150, warmupMs: 50 };
@@ -41,6 +44,13 @@ mkdirSync(dir, { recursive: true });
 const out = `${dir}micro.json`;
 writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
 log(`wrote ${out}`);
+if (!noThroughput) {
+  // Worker-thread throughput against the global-lock and message-passing baselines; quick mode
+  // uses short windows so the whole bench stays near its 3-minute budget.
+  const tp = await runThroughput(full ? { full, log } : { full, log, reps: 5, windowMs: 200 });
+  writeFileSync(`${dir}throughput.json`, `${JSON.stringify(tp, null, 2)}\n`);
+  log(`wrote ${dir}throughput.json`);
+}
 if (!noReadme) {
   updateReadme(out, fileURLToPath(new URL('../README.md', import.meta.url)));
   log('README Performance section regenerated');

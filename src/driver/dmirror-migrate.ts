@@ -95,13 +95,12 @@ function dmirrorMigrateFinalizeAndMap(f: DmirrorFile, m: MigrateVma): void {
 
 /**
  * dmirror_devmem_fault: migrate the one device page back to a new system frame (a MIGRATE event
- * naming the device, and no file); the file that migrated the page erases its entry. `fileId`
- * comes from the frame's zone_device_data; `file` is this thread's view of it, if attached.
+ * naming the device, and no file); the file that migrated the page erases its entry: `file`,
+ * named by the frame's zone_device_data, in this thread's view (undefined if not attached here).
  * Returns 0 or VM_FAULT_* bits.
  */
 export function dmirrorMigrateToRam(
   dev: DmirrorDevice,
-  fileId: number,
   file: DmirrorFile | undefined,
   mm: MmStruct,
   address: number,

@@ -1093,7 +1093,7 @@ export function dmirrorAccessPages(
 /** dmirror_devmem_fault: dev_pagemap_ops.migrate_to_ram of `dev` (see dmirror-migrate.ts). */
 function dmirrorDevmemFault(dev: DmirrorDevice, mm: MmStruct, address: number, pfn: number): number {
   const fileId = Atomics.load(dev.zdd, pfn);
-  return dmirrorMigrateToRam(dev, fileId, fileId !== 0 ? filesById.get(fileId) : undefined, mm, address, pfn);
+  return dmirrorMigrateToRam(dev, fileId !== 0 ? filesById.get(fileId) : undefined, mm, address, pfn);
 }
 
 // ---------------------------------------------------------------------------------------------

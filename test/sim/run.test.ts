@@ -24,7 +24,7 @@ const MUTANT_TABLE = [
 describe('hmmsim run, correct protocol', () => {
   it('a bounded stress run of every mutation kind gives zero violations', { timeout: 90_000 }, async () => {
     const seed = testSeed();
-    // Device migration is left out here: see the skipped test below.
+    // Device migration is left out here: the test below covers it.
     const r = await run(
       boundedScenario({
         seed,
