@@ -150,6 +150,12 @@ export interface RunResults {
       discarded: number;
       difference: number;
     } | null;
+    /**
+     * the mutator's THP work (added in v1, absent in older files): whole 2 MiB steps unmapped
+     * (their page tables freed, so a later fault may map a THP), and collapse targets populated
+     * by CPU writes first (and populations that failed)
+     */
+    thp?: { stepUnmaps: number; populated: number; populateFailed: number };
   };
   histograms: {
     /** the range-fault routine's latency (us) per device and merged */

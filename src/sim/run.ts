@@ -96,6 +96,7 @@ import {
   type MutationContext,
   remapDue,
   resetCpuStats,
+  thpMutatorStats,
 } from './core.js';
 import { type DeviceResult, type DeviceTask, type ThreadCoreStats, threadCoreStats } from './device-loop.js';
 import { histogramJson, LATENCY_HIGHEST_US, mergeEncoded, RETRIES_HIGHEST } from './histograms.js';
@@ -695,6 +696,7 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
         },
         audits,
         lostUpdate: lost,
+        thp: { ...thpMutatorStats },
       },
       histograms: {
         rangeFaultLatencyUs: {
@@ -773,8 +775,13 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
         r = world.regions.findIndex((x) => at >= x.start && at < x.start + x.pages);
         if (r >= 0) page = at;
       }
-      if (r < 0 && (kind === 'thp-split' || kind === 'thp-collapse') && hugeRegions.length > 0) {
+      if (
+        (kind === 'thp-split' || kind === 'thp-collapse') &&
+        hugeRegions.length > 0 &&
+        (r < 0 || !world.regions[r]!.hugepage)
+      ) {
         r = hugeRegions[rng.below(hugeRegions.length)]!;
+        page = -1;
       }
       if (kind === 'writeback' && fileRegions.length > 0 && world.regions[r]?.kind !== 'file') {
         r = fileRegions[rng.below(fileRegions.length)]!;

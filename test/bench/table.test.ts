@@ -75,9 +75,9 @@ describe('bench/readme-table', () => {
     expect(row('reference C')).toMatch(/\| - \| - \|$/);
   });
 
-  it('names the machine and keeps the throughput stub', () => {
+  it('names the machine, and says so when no throughput results are given', () => {
     expect(out).toContain('Test CPU, 2 cores, Node 20.0.0, V8 11.3');
-    expect(out).toContain('throughput: not yet');
+    expect(out).toContain('throughput: not measured in this run');
   });
 
   it('replaces only the text between the markers', () => {
