@@ -95,24 +95,19 @@ function dmirrorMigrateFinalizeAndMap(f: DmirrorFile, m: MigrateVma): void {
 
 /**
  * dmirror_devmem_fault: migrate the one device page back to a new system frame (a MIGRATE event
- * naming the device, and no file); the file that migrated the page erases its entry: `file`,
- * named by the frame's zone_device_data, in this thread's view (undefined if not attached here).
+ * naming the device and the file that migrated the page); that file erases its entry. `fileId`
+ * comes from the frame's zone_device_data; `file` is this thread's view of it, if attached.
  * Returns 0 or VM_FAULT_* bits.
  */
 export function dmirrorMigrateToRam(
   dev: DmirrorDevice,
+  fileId: number,
   file: DmirrorFile | undefined,
   mm: MmStruct,
   address: number,
   pfn: number,
 ): number {
-  // The MIGRATE event names the device but no file: no file started this migration (a CPU fault
-  // did, from any thread). The test driver's files all skip it (quirk (c), `quirkC`) and only the
-  // page's file erases its entry, without moving its seq: that file's dmirror_range_fault that
-  // got this device page from hmm_range_fault before the fault would then pass read_retry and
-  // mirror the device frame that is freed here. So the file honours the event like any other
-  // (update lock, seq, erase); the erase below stays, as in dmirror_devmem_fault_alloc_and_copy.
-  return migrateToRamOnePage(mm, address, pfn, dev.owner, -1, {
+  return migrateToRamOnePage(mm, address, pfn, dev.owner, fileId !== 0 ? fileId : -1, {
     erase: (a) => {
       if (file === undefined || file.mm !== mm) return;
       file.lock();

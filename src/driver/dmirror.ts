@@ -518,6 +518,16 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
       (dev.quirkC || range.ownerFile === this.id)
     ) {
       Atomics.add(c, F_INV + IV_SKIPPED, 1);
+      // hmmsim (quirk (c) fixed): the migration erases this file's entries itself, but the CPU
+      // side still changes, so the seq moves (under the lock, nothing erased). Otherwise a range
+      // fault of this file that got the device page from hmm_range_fault just before a CPU fault
+      // moved it back (migrate_to_ram, from any thread) passes read_retry and mirrors the freed
+      // device frame. The test driver (quirkC) returns at once.
+      if (!dev.quirkC && mmuNotifierRangeBlockable(range)) {
+        mutexLock(c, F_LOCK);
+        mmuIntervalSetSeq(sub, curSeq);
+        mutexUnlock(c, F_LOCK);
+      }
       return true;
     }
     const locked = (mutants & MUTANT_INVALIDATE_NO_LOCK) === 0;
@@ -1093,7 +1103,7 @@ export function dmirrorAccessPages(
 /** dmirror_devmem_fault: dev_pagemap_ops.migrate_to_ram of `dev` (see dmirror-migrate.ts). */
 function dmirrorDevmemFault(dev: DmirrorDevice, mm: MmStruct, address: number, pfn: number): number {
   const fileId = Atomics.load(dev.zdd, pfn);
-  return dmirrorMigrateToRam(dev, fileId !== 0 ? filesById.get(fileId) : undefined, mm, address, pfn);
+  return dmirrorMigrateToRam(dev, fileId, fileId !== 0 ? filesById.get(fileId) : undefined, mm, address, pfn);
 }
 
 // ---------------------------------------------------------------------------------------------

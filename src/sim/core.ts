@@ -19,8 +19,15 @@ import {
   PMD_SIZE,
   PMD_TYPE_HUGE,
   PTE_PAYLOAD_MASK,
+  PTE_PROTNONE,
+  PTE_SPECIAL,
   PTE_TYPE_MASK,
+  PTE_TYPE_PRESENT,
+  PTE_WRITE,
   PTRS_PER_PTE,
+  VM_WRITE,
+  VMA_END,
+  VMA_FLAGS,
 } from '../mm/layout.js';
 import { MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE, madvise } from '../mm/madvise.js';
 import { memoryFailure } from '../mm/memory-failure.js';
@@ -40,7 +47,7 @@ import {
 import { changeProtNuma, migratePages } from '../mm/numa.js';
 import { oomReap } from '../mm/oom.js';
 import { swapOut } from '../mm/reclaim.js';
-import { splitHugePage } from '../mm/thp.js';
+import { splitHugePage, thpSuitable } from '../mm/thp.js';
 import { clearRefs, pageMkclean } from '../mm/writeback.js';
 import type { Prng } from './prng.js';
 import type { MutationKind } from './scenario.js';
@@ -253,9 +260,30 @@ export const MUTATIONS: Record<MutationKind, MutationFn | null> = {
       // nothing to collapse there; a none PMD is left for a fault to map a THP
       return 1;
     }
-    if (madvise(ctx.mm, addr, PMD_SIZE, MADV_HUGEPAGE) < 0) return 1;
-    if (ctx.region.prot === 'rw' && mprotect(ctx.mm, addr, PMD_SIZE, PROT_READ | PROT_WRITE) < 0) return 1;
+    // (VMA reads without the mmap lock: this thread is the only one that changes VMAs)
+    const vi = ctx.mm.vmaAt(idx * PTRS_PER_PTE);
+    if (vi < 0 || !thpSuitable(ctx.mm, vi, idx)) {
+      if (madvise(ctx.mm, addr, PMD_SIZE, MADV_HUGEPAGE) < 0) return 1;
+    }
+    const vj = ctx.mm.vmaAt(idx * PTRS_PER_PTE);
+    if (
+      ctx.region.prot === 'rw' &&
+      (vj < 0 ||
+        (ctx.mm.vmaField(vj, VMA_FLAGS) & VM_WRITE) === 0 ||
+        ctx.mm.vmaField(vj, VMA_END) < (idx + 1) * PTRS_PER_PTE) &&
+      mprotect(ctx.mm, addr, PMD_SIZE, PROT_READ | PROT_WRITE) < 0
+    ) {
+      return 1;
+    }
     for (let i = 0; i < PTRS_PER_PTE; i++) {
+      // a hint read: a present, writable, accessible PTE needs no fault (collapse re-checks all)
+      const pte = Atomics.load(ctx.mm.pte, idx * PTRS_PER_PTE + i);
+      if (
+        (pte & PTE_TYPE_MASK) === PTE_TYPE_PRESENT &&
+        (pte & (PTE_WRITE | PTE_PROTNONE | PTE_SPECIAL)) === PTE_WRITE
+      ) {
+        continue;
+      }
       if (cpuWrite(ctx.mm, addr + i * PAGE_SIZE, ctx.ops | 0) < 0) {
         thpMutatorStats.populateFailed++;
         return 1;

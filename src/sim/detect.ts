@@ -27,7 +27,6 @@ export interface DetectRow {
   oracle: string;
   medianMutatorOps: number | null;
   medianDeviceOps: number | null;
-  medianMs: number | null;
   detected: number;
   runs: number;
   /** runs that ended otherwise: verdicts other than violations */
@@ -65,17 +64,20 @@ export async function detectMutant(
   const oracles: string[] = [];
   const mutOps: number[] = [];
   const devOps: number[] = [];
-  const ms: number[] = [];
   const other: string[] = [];
   for (let seed = 1; seed <= seeds; seed++) {
     const s = applyOverrides(defaultScenario(), { seed, mutant, jitter: true, ops: opsCap });
-    const r = await runSimulation({ ...s, durationMs: msCap, stopOnViolation: true }, { version: 'detect' });
+    // Device migration off: its known stale-access bug (a fix of the device-migration path is pending
+    // ) would otherwise fire under any mutant and blur which oracle caught the mutant.
+    const r = await runSimulation(
+      { ...s, durationMs: msCap, stopOnViolation: true, workload: { ...s.workload, migrateFraction: 0 } },
+      { version: 'detect' },
+    );
     const f = r.outcome.firstViolation;
     if (f !== null) {
       oracles.push(f.oracle);
       mutOps.push(f.mutatorOps);
       devOps.push(f.deviceOps);
-      ms.push(r.outcome.wallMs);
     } else {
       other.push(`seed ${seed}: ${r.outcome.verdict} (${r.outcome.stoppedBy})`);
     }
@@ -85,7 +87,6 @@ export async function detectMutant(
     oracle: oracles.length > 0 ? mostCommon(oracles) : '-',
     medianMutatorOps: median(mutOps),
     medianDeviceOps: median(devOps),
-    medianMs: median(ms),
     detected: oracles.length,
     runs: seeds,
     other,
@@ -96,20 +97,21 @@ export function formatTable(rows: DetectRow[], seeds: number, opsCap: number, ms
   const lines = [
     '# Mutant detection',
     '',
-    `Default scenario, --jitter, stop at the first violation; seeds 1..${seeds}; each run capped at ` +
+    `Default scenario with device migration off (workload.migrateFraction 0), --jitter, stop at the first violation; seeds 1..${seeds}; each run capped at ` +
       `${opsCap} mutations and ${msCap / 1000} s. Operations are counted when the first violation was ` +
       'collected (the mutator checks the log every ~10 ms, so they slightly overstate the exact moment). ' +
       'Thread timing is not reproducible from a seed: rerunning gives similar, not identical, numbers.',
     '',
-    '| mutant | first oracle (most common) | median mutations to detection | median device ops to detection | median wall ms | detected |',
-    '|---|---|---:|---:|---:|---:|',
+    '| mutant | first oracle (most common) | median mutations to detection | median device ops to detection | detected |',
+    '|---|---|---:|---:|---:|',
   ];
   for (const r of rows) {
     lines.push(
-      `| \`${r.mutant}\` | ${r.oracle} | ${r.medianMutatorOps ?? '-'} | ${r.medianDeviceOps ?? '-'} | ${r.medianMs ?? '-'} | ${r.detected}/${r.runs} |`,
+      `| \`${r.mutant}\` | ${r.oracle} | ${r.medianMutatorOps ?? '-'} | ${r.medianDeviceOps ?? '-'} | ${r.detected}/${r.runs} |`,
     );
   }
-  for (const [m, why] of Object.entries(UNOBSERVABLE)) lines.push(`| \`${m}\` | not run: ${why} | - | - | - | - |`);
+  for (const [m, why] of Object.entries(UNOBSERVABLE))
+    lines.push(`| \`${m}\` | not run: ${why} | - | - | - |`);
   const misses = rows.filter((r) => r.other.length > 0);
   if (misses.length > 0) {
     lines.push('', 'Runs that did not detect:', '');

@@ -869,10 +869,7 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
   }
   // Hung workers: the only case where a worker is terminated rather than stopped by the flag.
   // Bounded either way: a worker that even terminate() cannot stop is left behind (the CLI exits).
-  await Promise.race([
-    pool.destroy().catch(() => {}),
-    new Promise<void>((r) => setTimeout(r, 5000).unref()),
-  ]);
+  await Promise.race([pool.destroy().catch(() => {}), new Promise<void>((r) => setTimeout(r, 5000).unref())]);
   setPointHook(null);
   Atomics.store(control, CTL_WATCHDOG_OFF, 1);
   delete (globalThis as unknown as Record<string, unknown>)[WEDGED_HANDLER];

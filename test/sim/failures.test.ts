@@ -79,37 +79,35 @@ describe('hmmsim run: crashes, hangs and Ctrl-C', () => {
     expect(r.ms, msg).toBeLessThan(25_000);
   });
 
-  it(
-    'a device that holds its update lock forever: exit 3 within a bound, dump names the owner and seqs',
-    { timeout: 60_000 },
-    async () => {
-      const seed = testSeed();
-      const out = join(dir, 'hang.out.json');
-      // watchdogMs 500: the main thread's watchdog bound; the backstop's is max(2 x, 4 s).
-      const sc = scenarioFile('hang', {
-        devices: 2,
-        durationMs: 60_000,
-        watchdogMs: 500,
-        testFaults: { device: 0, hangAfterOps: 200 },
-      });
-      const r = await hmmsim([sc, '--seed', String(seed), '--out', out], 50_000);
-      const msg = `seed ${seed} (HMMSIM_SEED=${seed}); exit ${r.code}/${r.signal}; stderr: ${r.stderr.slice(-3000)}`;
-      expect(r.code, msg).toBe(3);
-      expect(r.ms, msg).toBeLessThan(40_000);
-      const res = readResults(out);
-      expect(res.outcome.verdict, msg).toBe('hung');
-      expect(res.outcome.exitCode, msg).toBe(3);
-      const dump = res.outcome.hang ?? '';
-      // the lock owner: device 0's worker thread holds its file's update lock
-      const owner = /device 0 thread (\d+):/.exec(dump)?.[1];
-      expect(owner, `${msg}\n${dump}`).toBeDefined();
-      expect(dump, msg).toContain(`update lock held by thread ${owner}`);
-      // the seqs: the notifier's and each subscription's
-      expect(dump, msg).toMatch(/invalidate_seq \d+/);
-      expect(dump, msg).toMatch(/slot \d+ seq \d+/);
-      expect(res.counters.devices[0]!.ops, msg).toBe(200);
-    },
-  );
+  it('a device that holds its update lock forever: exit 3 within a bound, dump names the owner and seqs', {
+    timeout: 60_000,
+  }, async () => {
+    const seed = testSeed();
+    const out = join(dir, 'hang.out.json');
+    // watchdogMs 500: the main thread's watchdog bound; the backstop's is max(2 x, 4 s).
+    const sc = scenarioFile('hang', {
+      devices: 2,
+      durationMs: 60_000,
+      watchdogMs: 500,
+      testFaults: { device: 0, hangAfterOps: 200 },
+    });
+    const r = await hmmsim([sc, '--seed', String(seed), '--out', out], 50_000);
+    const msg = `seed ${seed} (HMMSIM_SEED=${seed}); exit ${r.code}/${r.signal}; stderr: ${r.stderr.slice(-3000)}`;
+    expect(r.code, msg).toBe(3);
+    expect(r.ms, msg).toBeLessThan(40_000);
+    const res = readResults(out);
+    expect(res.outcome.verdict, msg).toBe('hung');
+    expect(res.outcome.exitCode, msg).toBe(3);
+    const dump = res.outcome.hang ?? '';
+    // the lock owner: device 0's worker thread holds its file's update lock
+    const owner = /device 0 thread (\d+):/.exec(dump)?.[1];
+    expect(owner, `${msg}\n${dump}`).toBeDefined();
+    expect(dump, msg).toContain(`update lock held by thread ${owner}`);
+    // the seqs: the notifier's and each subscription's
+    expect(dump, msg).toMatch(/invalidate_seq \d+/);
+    expect(dump, msg).toMatch(/slot \d+ seq \d+/);
+    expect(res.counters.devices[0]!.ops, msg).toBe(200);
+  });
 
   it('SIGINT: exits promptly with the results marked interrupted', { timeout: 60_000 }, async () => {
     const seed = testSeed();
