@@ -67,8 +67,8 @@ export async function detectMutant(
   const other: string[] = [];
   for (let seed = 1; seed <= seeds; seed++) {
     const s = applyOverrides(defaultScenario(), { seed, mutant, jitter: true, ops: opsCap });
-    // Device migration off: its known stale-access bug (a fix of the device-migration path is pending
-    // ) would otherwise fire under any mutant and blur which oracle caught the mutant.
+    // Device migration off: its known stale-access bug (a fix of the device-migration path is
+    // pending) would otherwise fire under any mutant and blur which oracle caught the mutant.
     const r = await runSimulation(
       { ...s, durationMs: msCap, stopOnViolation: true, workload: { ...s.workload, migrateFraction: 0 } },
       { version: 'detect' },

@@ -427,7 +427,8 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
         if (r.error !== null && crash === null) crash = `device ${i} crashed: ${r.error.split('\n')[0]}`;
       },
       (e: unknown) => {
-        if (crash === null)
+        // a worker terminated because it hung is the hang, not a crash
+        if (crash === null && hang === null)
           crash = `device ${i} worker failed: ${e instanceof Error ? e.message : String(e)}`;
       },
     );
