@@ -27,11 +27,20 @@ import {
 } from '../mm/layout.js';
 import type { MmStruct } from '../mm/mm.js';
 import { MMU_NOTIFY_EVENT_NAMES } from '../mm/mmu-notifier.js';
-import type { FreeEvent, PhysMem } from '../mm/physmem.js';
+import { FREE_EVENT_MIGRATE_DONE, FREE_EVENT_OTHER, type FreeEvent, type PhysMem } from '../mm/physmem.js';
 import { LINE_WORDS, sharedInt32 } from '../shm/layout.js';
 
 // ---------------------------------------------------------------------------------------------
 // Violation kinds and details
+
+/** The free log's event code as a name: the mmu_notifier events, then physmem's own codes. */
+function freeEventName(code: number): string {
+  if (code < 0) return 'unknown';
+  if (code === FREE_EVENT_OTHER) return 'a fault path (no notifier event)';
+  if (code === FREE_EVENT_MIGRATE_DONE) return 'MIGRATE_DONE (the old frame of a completed migration)';
+  return MMU_NOTIFY_EVENT_NAMES[code] ?? String(code);
+}
+
 export const V_STALE_ACCESS = 1;
 export const V_LOST_UPDATE = 2;
 export const V_MIRROR_INCOHERENT = 3;
@@ -215,7 +224,7 @@ export function readViolations(log: ViolationLog): Violation[] {
       serial: g(R_SERIAL),
       kindName: VIOLATION_NAMES[kind] ?? String(kind),
       detailName: detailName(kind, detail),
-      freeEventName: freeEvent >= 0 ? (MMU_NOTIFY_EVENT_NAMES[freeEvent] ?? String(freeEvent)) : 'unknown',
+      freeEventName: freeEventName(freeEvent),
       text: '',
     };
     v.text = describe(v);

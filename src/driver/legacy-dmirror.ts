@@ -35,6 +35,7 @@ import {
   HmmMirror as HmmMirrorClass,
   type HmmMirrorOps,
   type HmmRange54,
+  hmm54Stats,
   hmmDeviceEntryToPfnAt,
   hmmMirrorRegister,
   hmmMirrorUnregister,
@@ -118,6 +119,8 @@ const ST_FAULTS = 4;
 const ST_PAGES_FAULTED = 5;
 const ST_ACCESSES = 6;
 const ST_TIMEOUTS = 7;
+const ST_WAIT_US = 8;
+const ST_ZERO_EFAULT = 9;
 const F_INV = 2 * LINE_WORDS;
 const IV_CALLS = 0;
 const IV_FAILED = 1;
@@ -303,6 +306,8 @@ export class LegacyDmirrorFile implements MirrorFile {
       invalidationsSkipped: 0,
       invalidationsFailed: v(IV_FAILED),
       entriesErased: v(IV_ERASED),
+      waitUs: s(ST_WAIT_US),
+      zeroPageEfaults: s(ST_ZERO_EFAULT),
     };
   }
 
@@ -420,6 +425,8 @@ export class LegacyDmirrorFile implements MirrorFile {
           this.waitUntilValid();
           continue;
         }
+        // v5.4 fails on the shared zero page (a special PTE): counted apart
+        if (r === -EFAULT && hmm54Stats.specialPte !== 0) this.stat(ST_ZERO_EFAULT);
         ret = r;
         break;
       }
@@ -446,8 +453,11 @@ export class LegacyDmirrorFile implements MirrorFile {
 
   /** hmm_range_wait_until_valid, result ignored as the v5.4 drivers did; counts invalid waits. */
   private waitUntilValid(): void {
-    if (!hmmRangeValid(this.range)) this.stat(ST_WAITS_INVALID);
+    if (hmmRangeValid(this.range)) return;
+    this.stat(ST_WAITS_INVALID);
+    const t0 = performance.now();
     hmmRangeWaitUntilValid(this.range, HMM_RANGE_DEFAULT_TIMEOUT);
+    this.stat(ST_WAIT_US, Math.round((performance.now() - t0) * 1000));
   }
 
   /** Each page's frame generation right after the walk (oracle #1, as dmirror does). */

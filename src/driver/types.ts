@@ -91,6 +91,13 @@ export interface FileStats {
   invalidationsFailed: number;
   /** mirror entries erased by invalidations */
   entriesErased: number;
+  /**
+   * Optional: time (us) spent waiting for the range to become valid (v5.4 wait_until_valid), for
+   * drivers whose waits the v5.10 read_begin statistics do not see.
+   */
+  waitUs?: number;
+  /** Optional: operations that failed with -EFAULT on the shared zero page (v5.4 hmm_range_fault) */
+  zeroPageEfaults?: number;
 }
 
 export interface MirrorFile {

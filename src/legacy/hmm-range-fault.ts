@@ -246,8 +246,11 @@ let wLast = 0;
 const NEED_FAULT = 1;
 const NEED_WRITE = 2;
 
-/** Counters of the last call on this thread. */
-export const hmm54Stats = { walks: 0, faults: 0, migrationWaits: 0 };
+/**
+ * Counters of the last call on this thread. `specialPte`: the call failed with -EFAULT on a
+ * special PTE (on x86 the shared zero page), the v5.4 behaviour a caller may want to count apart.
+ */
+export const hmm54Stats = { walks: 0, faults: 0, migrationWaits: 0, specialPte: 0 };
 
 function setValue(page: number, k: number): void {
   const i = 2 * (page - wStartPage);
@@ -394,6 +397,7 @@ function hmmVmaHandlePte(page: number, end: number, vmaFlags: number): number {
   if ((w & PTE_DEVMAP) === 0 && (w & PTE_SPECIAL) !== 0) {
     // v5.4: any special PTE, the shared zero page included, is -EFAULT (snapshot mode too)
     setValue(page, HMM_PFN_SPECIAL);
+    hmm54Stats.specialPte++;
     return -EFAULT;
   }
   setEntry(page, w & PTE_PAYLOAD_MASK, cpuLo, cpuHi);
@@ -533,6 +537,7 @@ export function hmmRangeFault(range: HmmRange54, flags: number): number {
   hmm54Stats.walks = 0;
   hmm54Stats.faults = 0;
   hmm54Stats.migrationWaits = 0;
+  hmm54Stats.specialPte = 0;
   wMm = mm;
   wRange = range;
   wPfns = range.pfns;
