@@ -10,13 +10,17 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from '@commander-js/extra-typings';
 import cliProgress from 'cli-progress';
 import { MUTANTS } from '../checker/points.js';
+import { COMPARE_SCHEMA, COMPARE_VERSION, type CompareResults, formatCompare } from '../report/compare.js';
 import type { RunResults } from '../report/schema.js';
 import { formatSummary } from '../report/summary.js';
+import { DriverError } from '../sim/drivers.js';
 import { EXIT_BAD_INPUT, EXIT_CRASH, runSimulation } from '../sim/run.js';
 import {
   applyOverrides,
   defaultScenario,
   loadScenarioFile,
+  PROTOCOLS,
+  type Protocol,
   type Scenario,
   ScenarioError,
 } from '../sim/scenario.js';
@@ -34,6 +38,12 @@ export interface RunOptions {
   seed?: number | undefined;
   mutant?: string | undefined;
   jitter?: boolean | undefined;
+  /** v5.10 | v5.4 | both (both: run the scenario under each and print one side-by-side table) */
+  protocol?: Protocol | 'both' | undefined;
+  /** a user's driver module for every device */
+  driver?: string | undefined;
+  /** legacy (v5.4) flag: pre-touch the rw regions at set-up */
+  pretouch?: boolean | undefined;
   out?: string | undefined;
   /** draw a progress bar (default: when stderr is a terminal and CI is not set) */
   progress?: boolean | undefined;
@@ -67,6 +77,12 @@ function mutantArg(v: string): string {
   return v;
 }
 
+/** --protocol: v5.10, v5.4, or both. */
+export function protocolArg(v: string): Protocol | 'both' {
+  if (v === 'both' || (PROTOCOLS as readonly string[]).includes(v)) return v as Protocol | 'both';
+  throw new InvalidArgumentError(`unknown protocol "${v}" (known: ${PROTOCOLS.join(', ')}, both)`);
+}
+
 function packageVersion(): string {
   try {
     const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
@@ -88,11 +104,79 @@ export function scenarioFromOptions(o: RunOptions): Scenario {
     seed: o.seed,
     mutant: o.mutant,
     jitter: o.jitter,
+    protocol: o.protocol === 'both' ? undefined : o.protocol,
+    driver: o.driver,
+    pretouch: o.pretouch,
   });
+}
+
+/** The worse of two exit codes: 3 (crash/hang) > 1 (violations) > 2 (bad input) > 0. */
+function worse(a: number, b: number): number {
+  const rank = (c: number): number => (c === EXIT_CRASH ? 3 : c === 1 ? 2 : c === EXIT_BAD_INPUT ? 1 : 0);
+  return rank(a) >= rank(b) ? a : b;
+}
+
+/**
+ * `--protocol both`: the same scenario and seed under v5.10, then v5.4, one table. Every device
+ * of the scenario is switched to each protocol in turn (a scenario's per-device drivers stay).
+ */
+async function runBoth(o: RunOptions, io: RunIo): Promise<number> {
+  let base: Scenario;
+  const both: Scenario[] = [];
+  try {
+    base = scenarioFromOptions({ ...o, protocol: undefined, pretouch: undefined });
+    const seed = base.seed ?? (Math.random() * 2 ** 32) >>> 0;
+    for (const p of PROTOCOLS) {
+      // legacy flags belong to the v5.4 run only
+      both.push(
+        applyOverrides(
+          { ...base, seed, legacy: p === 'v5.4' ? base.legacy : undefined },
+          { protocol: p, pretouch: p === 'v5.4' ? o.pretouch : undefined },
+        ),
+      );
+    }
+  } catch (e) {
+    if (e instanceof ScenarioError) {
+      io.err(`hmmsim run: ${e.message}\n`);
+      return EXIT_BAD_INPUT;
+    }
+    throw e;
+  }
+  const runs: CompareResults['runs'] = [];
+  let code = 0;
+  for (const s of both) {
+    io.err(`hmmsim run: protocol ${s.protocol}, seed ${s.seed}\n`);
+    let r: RunResults;
+    try {
+      r = await runSimulation(s, { version: packageVersion() });
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      if (e instanceof DriverError || e instanceof RangeError) {
+        io.err(`hmmsim run: ${e instanceof DriverError ? '' : 'bad scenario: '}${msg.split('\n')[0]}\n`);
+        return EXIT_BAD_INPUT;
+      }
+      io.err(`hmmsim run: internal error: ${msg.split('\n')[0]}\n`);
+      return EXIT_CRASH;
+    }
+    runs.push({ protocol: s.protocol, results: r });
+    code = worse(code, r.outcome.exitCode);
+  }
+  if (o.summary !== false) io.out(`${formatCompare(runs)}\n`);
+  if (o.out !== undefined) {
+    const doc: CompareResults = { schema: COMPARE_SCHEMA, version: COMPARE_VERSION, runs };
+    try {
+      writeFileSync(o.out, `${JSON.stringify(doc, null, 2)}\n`);
+    } catch (e) {
+      io.err(`hmmsim run: cannot write ${o.out}: ${(e as NodeJS.ErrnoException).code ?? String(e)}\n`);
+      return code === 0 ? EXIT_BAD_INPUT : code;
+    }
+  }
+  return code;
 }
 
 /** Run with parsed options; returns the exit code. Never throws. */
 export async function runWithOptions(o: RunOptions, io: RunIo): Promise<number> {
+  if (o.protocol === 'both') return runBoth(o, io);
   let s: Scenario;
   try {
     s = scenarioFromOptions(o);
@@ -152,7 +236,8 @@ export async function runWithOptions(o: RunOptions, io: RunIo): Promise<number> 
       io.err(
         `hmmsim run: seed ${s.seed ?? '(fresh)'}; ${s.devices} devices; ` +
           `${s.ops !== undefined ? `${s.ops} mutations` : `${s.durationMs} ms`}` +
-          `${s.mutant !== null ? `; mutant ${s.mutant}` : ''}${s.jitter ? '; jitter' : ''}\n`,
+          `${s.mutant !== null ? `; mutant ${s.mutant}` : ''}${s.jitter ? '; jitter' : ''}; protocol ${s.protocol}` +
+          `${s.perDevice.length > 0 ? ' (per-device overrides)' : ''}${s.driver !== null ? `; driver ${s.driver}` : ''}\n`,
       );
     }
     bar?.start(100, 0, { mutatorOps: 0, deviceOps: 0, violations: 0 });
@@ -175,6 +260,10 @@ export async function runWithOptions(o: RunOptions, io: RunIo): Promise<number> 
   } catch (e) {
     bar?.stop();
     const msg = e instanceof Error ? e.message : String(e);
+    if (e instanceof DriverError) {
+      io.err(`hmmsim run: ${msg.split('\n')[0]}\n`);
+      return EXIT_BAD_INPUT;
+    }
     if (e instanceof RangeError) {
       io.err(`hmmsim run: bad scenario: ${msg.split('\n')[0]}\n`);
       return EXIT_BAD_INPUT;
@@ -218,6 +307,13 @@ export function makeRunCommand(io: RunIo, onExit: (code: number) => void, parent
     )
     .option('-m, --mutant <name>', `inject a bug: ${Object.keys(MUTANTS).join(', ')}`, mutantArg)
     .option('-j, --jitter', 'random short delays at the named interleaving points')
+    .option(
+      '-p, --protocol <name>',
+      'v5.10 (default), v5.4, or both (the same scenario and seed under each, one side-by-side table)',
+      protocolArg,
+    )
+    .option('--driver <module>', "a user's driver module (.ts/.js exporting a MirrorDriver) for every device")
+    .option('--pretouch', 'v5.4 devices: write every page of the rw regions at set-up (no zero page)')
     .option('-o, --out <file>', 'write the results (JSON, schema hmmsim-results v1)')
     .option('--no-progress', 'no progress bar (it is drawn only on a terminal anyway)')
     .action(async (file, opts) => {
@@ -230,6 +326,9 @@ export function makeRunCommand(io: RunIo, onExit: (code: number) => void, parent
           seed: opts.seed,
           mutant: opts.mutant,
           jitter: opts.jitter,
+          protocol: opts.protocol,
+          driver: opts.driver,
+          pretouch: opts.pretouch,
           out: opts.out,
           progress: opts.progress === false ? false : undefined,
         },

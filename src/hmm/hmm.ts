@@ -635,7 +635,11 @@ function hmmVmaHandlePmd(page: number, end: number, pmd: number, cpuHi: number, 
  * hmm_vma_walk_pmd(): one PMD step [page, end) of a walked VMA, its PMD read once (READ_ONCE;
  * same validation as the PTEs).
  */
+const ABLA = process.env.ABL === 'A';
+const ABLB = process.env.ABL === 'B';
+const ABLC = process.env.ABL === 'C';
 function hmmVmaWalkPmd(page: number, end: number, vmaFlags: number): number {
+  if (ABLC) return 0;
   const pmdIdx = Math.floor(page / PTRS_PER_PTE);
   let pmd = wPmd[pmdIdx]!;
   for (;;) {
@@ -779,6 +783,7 @@ function hmmVmaWalk(start: number, end: number): number {
   const count = mm.vmaCount;
   // Plain reads of the VMA table: the caller holds the mmap lock, whose acquisition (an Atomics
   // read-modify-write) orders them after the last writer's release.
+  if (ABLB) return 0;
   let vi = mm.findVmaIndex(start);
   if (vi < 0) vi = count;
   let page = start;
@@ -839,12 +844,14 @@ function hmmRangeFaultInner(range: HmmRange, kernel: HmmKernel, atomicsReference
     throw new RangeError('hmmRangeFault: hmmPfns holds fewer than 2 slots per page of the range');
   }
 
+  if (wMm !== mm) {
   wMm = mm;
   wPte = mm.pte;
   wPmd = mm.pmd;
   wVmas = mm.vmas;
   wFrameState = mm.phys.frames.state;
-  wPfns = range.hmmPfns;
+  }
+  if (wPfns !== range.hmmPfns) wPfns = range.hmmPfns;
   wStartPage = startPage;
   wDefault = range.defaultFlags | 0;
   wMask = range.pfnFlagsMask | 0;
@@ -853,7 +860,7 @@ function hmmRangeFaultInner(range: HmmRange, kernel: HmmKernel, atomicsReference
   wV5100 = kernel === '5.10.0';
   wAtomicsReference = atomicsReference;
   wLast = startPage;
-
+  if (ABLA) return 0;
   let ret: number;
   do {
     // If the range is no longer valid, force a retry: checked before every walk, the first
@@ -869,8 +876,6 @@ function hmmRangeFaultInner(range: HmmRange, kernel: HmmKernel, atomicsReference
     // word from it on still holds its input (several -EFAULT paths fail without moving it).
   } while (ret === -EBUSY);
 
-  wMm = null;
-  wPfns = EMPTY;
   hmmStatsTotal.calls++;
   hmmStatsTotal.walks += hmmStats.walks;
   hmmStatsTotal.busyFromCheck += hmmStats.busyFromCheck;

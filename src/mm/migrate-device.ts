@@ -19,6 +19,7 @@ import {
   FR_DEVICE_PRIVATE,
   FR_PAGECACHE,
   frOwner,
+  HUGE_ZERO_PFN,
   PAGE_SIZE,
   PMD_TYPE_HUGE,
   PMD_TYPE_NONE,
@@ -168,7 +169,19 @@ function migrateVmaCollect(mm: MmStruct, m: MigrateVma, anon: boolean): void {
     const idx = p >>> 9;
     const stepEnd = Math.min((idx + 1) * PTRS_PER_PTE, ep);
     // Hint read; the PTL section re-reads the PMD before acting on the PTEs.
-    if ((Atomics.load(mm.pmd, idx) & PTE_TYPE_MASK) === PMD_TYPE_HUGE) splitHugePmd(mm, p * PAGE_SIZE);
+    const w = Atomics.load(mm.pmd, idx);
+    if ((w & PTE_TYPE_MASK) === PMD_TYPE_HUGE) {
+      const head = w & PTE_PAYLOAD_MASK;
+      if (head === HUGE_ZERO_PFN) {
+        splitHugePmd(mm, p * PAGE_SIZE); // split_huge_pmd of the huge zero page
+      } else if (trylockPage(mm.phys, head)) {
+        // trylock_page + split_huge_page: only the THP this look saw, never a PMD migration entry
+        // (a THP being migrated holds its page lock: the trylock fails and the step is skipped)
+        splitHugePmd(mm, p * PAGE_SIZE, true, head);
+        unlockPage(mm.phys, head);
+      }
+      // (a failed trylock: the PTL section finds the PMD still huge, migrate_vma_collect_skip)
+    }
     ptlLock(mm);
     const t = Atomics.load(mm.pmd, idx) & PTE_TYPE_MASK;
     for (let q = p; q < stepEnd; q++) {

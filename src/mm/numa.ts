@@ -9,6 +9,7 @@
 import { migrationEntryWake } from './fault.js';
 import {
   FR_LAZYFREE,
+  FR_HEAD,
   FR_LOCKED,
   FR_PAGECACHE,
   PAGE_SIZE,
@@ -297,6 +298,34 @@ function migrateOnePage(mm: MmStruct, page: number, e: number): number {
   return 1;
 }
 
+/** Which subpages finishSplitMigration's caller found still under migration (reused). */
+const splitRemapped = new Uint8Array(PTRS_PER_PTE);
+
+/**
+ * The end of a THP migration whose PMD migration entry was split into PTE migration entries
+ * (the old compound page split with it, each subpage holding the migration's reference):
+ * a subpage whose entry migrateHuge repointed is freed as moved (or, with no new page, stays
+ * mapped); one whose entry was zapped meanwhile died with the mapping (its content discarded)
+ * and its copy goes unused. Returns the pages moved.
+ */
+function finishSplitMigration(mm: MmStruct, page: number, head: number, dst: number): number {
+  const phys = mm.phys;
+  let moved = 0;
+  for (let i = 0; i < PTRS_PER_PTE; i++) {
+    if (splitRemapped[i] === 1) {
+      if (dst >= 0) {
+        phys.putPageMoved(head + i, FREE_EVENT_MIGRATE_DONE, mm.id, page + i);
+        moved++;
+      }
+    } else {
+      if (dst >= 0) phys.putPageMoved(dst + i, FREE_EVENT_MIGRATE_DONE, mm.id, page + i);
+      phys.putPage(head + i, FREE_EVENT_MIGRATE_DONE, mm.id, page + i);
+    }
+  }
+  if (dst < 0) numaStats.migrateFailed += PTRS_PER_PTE;
+  return moved;
+}
+
 /** THP migration (set_pmd_migration_entry / remove_migration_pmd). Returns 512 if moved. */
 function migrateHuge(mm: MmStruct, idx: number, w: number): number {
   const phys = mm.phys;
@@ -325,13 +354,28 @@ function migrateHuge(mm: MmStruct, idx: number, w: number): number {
     for (let i = 0; i < PTRS_PER_PTE; i++) phys.moveContent(dst + i, head + i);
     if ((phys.frameState(head) & FR_LAZYFREE) !== 0) phys.setFrameFlag(dst, FR_LAZYFREE);
   }
+  const page = idx * PTRS_PER_PTE;
   ptlLock(mm);
   const still = Atomics.load(mm.pmd, idx) === mig;
   if (still) Atomics.store(mm.pmd, idx, PMD_TYPE_HUGE | (w & PTE_WRITE) | target);
+  // __split_huge_pmd keeps a PMD migration entry as 512 PTE migration entries (a device's
+  // collect, a partial zap or mprotect may split it meanwhile) and, in hmmsim, splits the
+  // compound page with it: remove_migration_ptes then finds the entries one by one.
+  const split = !still && (phys.frameState(head) & FR_HEAD) === 0;
+  if (split) {
+    if (dst >= 0) phys.splitCompound(dst); // hmmsim has no PTE-mapped THP: the new one splits too
+    const table = (Atomics.load(mm.pmd, idx) & PTE_TYPE_MASK) === PMD_TYPE_TABLE;
+    for (let i = 0; i < PTRS_PER_PTE; i++) {
+      const e = table ? Atomics.load(mm.pte, page + i) : 0;
+      const ours = (e & PTE_TYPE_MASK) === PTE_TYPE_MIGRATION && (e & PTE_PAYLOAD_MASK) === head + i;
+      if (ours) Atomics.store(mm.pte, page + i, PTE_TYPE_PRESENT | (e & PTE_WRITE) | (target + i));
+      splitRemapped[i] = ours ? 1 : 0;
+    }
+  }
   ptlUnlock(mm);
   migrationEntryWake(mm);
   unlockPage(phys, head);
-  const page = idx * PTRS_PER_PTE;
+  if (split) return finishSplitMigration(mm, page, head, dst);
   if (dst < 0) {
     numaStats.migrateFailed += PTRS_PER_PTE;
     if (!still) phys.putPage(head, FREE_EVENT_MIGRATE_DONE, mm.id, page);

@@ -181,13 +181,16 @@ export function freeCollected(mm: MmStruct, tlb: MmuGather): void {
  * CLEAR invalidation over the 2 MiB step (__split_huge_pmd brackets the pmdp_invalidate). The
  * compound page's refcount becomes per-frame (split_huge_page). A PMD migration entry becomes 512
  * PTE migration entries. Returns 0, or -EAGAIN if `blockable` is false and a start failed; a PMD
- * that is not huge is left alone (0).
+ * that is not huge is left alone (0). With `onlyHead` >= 0 (split_huge_page of that THP, whose
+ * caller holds its page lock) only a present huge PMD mapping that head is split: a migration
+ * entry, or a PMD that maps another page since the caller's look, is left alone.
  */
-export function splitHugePmd(mm: MmStruct, address: number, blockable = true): number {
+export function splitHugePmd(mm: MmStruct, address: number, blockable = true, onlyHead = -1): number {
   const idx = Math.floor(address / PMD_SIZE);
   const w0 = Atomics.load(mm.pmd, idx);
   const t0 = w0 & PTE_TYPE_MASK;
   if (t0 !== PMD_TYPE_HUGE && t0 !== PMD_TYPE_MIGRATION) return 0;
+  if (onlyHead >= 0 && (t0 !== PMD_TYPE_HUGE || (w0 & PTE_PAYLOAD_MASK) !== onlyHead)) return 0;
   const start = idx * PMD_SIZE;
   const range = rangeInit(mm, MMU_NOTIFY_CLEAR, start, start + PMD_SIZE, blockable);
   const ret = invalidateRangeStart(mm, range);
@@ -195,7 +198,8 @@ export function splitHugePmd(mm: MmStruct, address: number, blockable = true): n
   ptlLock(mm);
   const w = Atomics.load(mm.pmd, idx);
   const t = w & PTE_TYPE_MASK;
-  if (t === PMD_TYPE_HUGE || t === PMD_TYPE_MIGRATION) {
+  const match = onlyHead < 0 || (t === PMD_TYPE_HUGE && (w & PTE_PAYLOAD_MASK) === onlyHead);
+  if ((t === PMD_TYPE_HUGE || t === PMD_TYPE_MIGRATION) && match) {
     const base = idx * PTRS_PER_PTE;
     const head = w & PTE_PAYLOAD_MASK;
     if (t === PMD_TYPE_HUGE && head === HUGE_ZERO_PFN) {

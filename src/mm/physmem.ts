@@ -26,6 +26,7 @@ import {
   FR_DEVICE_PRIVATE,
   FR_HEAD,
   FR_LAZYFREE,
+  FR_LOCKED,
   FR_OWNER_SHIFT,
   FR_PAGECACHE,
   FR_POISON,
@@ -343,6 +344,9 @@ export class PhysMem {
   /**
    * split_huge_page: a compound page becomes 512 order-0 frames, each with the head's refcount
    * (every mapping of the THP now maps each subpage). No-op if `head` is not a compound head.
+   * The tails get the head's flags except the page lock: __split_huge_page unlocks every subpage
+   * but the one its caller locked (the head here), so a holder of the THP's lock (a migration,
+   * split_huge_page's caller) still holds exactly one lock, the head's, and releases it.
    */
   splitCompound(head: number): void {
     const st = this.frames.state;
@@ -350,9 +354,10 @@ export class PhysMem {
     if ((s & FR_HEAD) === 0) return;
     const rc = s & FR_REFCOUNT_MASK;
     const flags = s & ~FR_REFCOUNT_MASK & ~FR_HEAD;
+    const tail = (flags & ~FR_LOCKED) | rc;
     // tails first: a concurrent compoundHead() of a tail still finds the head's count until then
-    for (let i = 1; i < PTRS_PER_PTE; i++) Atomics.store(st, head + i, flags | rc);
-    Atomics.store(st, head, flags | rc);
+    for (let i = 1; i < PTRS_PER_PTE; i++) Atomics.store(st, head + i, tail);
+    Atomics.and(st, head, ~FR_HEAD);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -373,11 +378,16 @@ export class PhysMem {
   clearFrameFlag(pfn: number, flag: number): void {
     Atomics.and(this.frames.state, pfn, ~flag);
   }
-  /** ClearPageLazyFree on write (MADV_FREE is cancelled by a write; spec: also a device write). */
+  /**
+   * ClearPageLazyFree on write (MADV_FREE is cancelled by a write; spec: also a device write).
+   * A THP is lazy-free as a unit (the flag sits on its head, as MADV_FREE of a whole THP sets it):
+   * a write to any subpage dirties the huge PMD, which keeps the whole THP, so the head's flag goes.
+   */
   clearLazyFree(pfn: number): void {
-    if ((Atomics.load(this.frames.state, pfn) & FR_LAZYFREE) !== 0) {
-      Atomics.and(this.frames.state, pfn, ~FR_LAZYFREE);
-    }
+    const st = this.frames.state;
+    if ((Atomics.load(st, pfn) & FR_LAZYFREE) !== 0) Atomics.and(st, pfn, ~FR_LAZYFREE);
+    const h = this.compoundHead(pfn);
+    if (h !== pfn && (Atomics.load(st, h) & FR_LAZYFREE) !== 0) Atomics.and(st, h, ~FR_LAZYFREE);
   }
 
   /** COW copy (copy_user_highpage): content and write counter; the copy counts as `copied`. */

@@ -35,6 +35,11 @@ export interface DeviceCounters {
   readBeginSleepUs: number;
   /** operations that failed with each error */
   efault: number;
+  /**
+   * of `efault`: operations that failed on the shared zero page, which v5.4's hmm_range_fault
+   * refuses (a special PTE); v5.10 devices never count here (added in v1)
+   */
+  efaultZeroPage: number;
   eperm: number;
   einval: number;
   enoent: number;
@@ -98,6 +103,15 @@ export interface ViolationJson {
   text: string;
 }
 
+/** What device i of a run is (added in v1; absent in older files: all v5.10 reference devices). */
+export interface DeviceInfo {
+  index: number;
+  /** v5.10 | v5.4 */
+  protocol: string;
+  /** "dmirror", "legacy-dmirror", or the path of a user's driver module as given */
+  driver: string;
+}
+
 export interface RunResults {
   schema: typeof RESULTS_SCHEMA;
   version: typeof RESULTS_VERSION;
@@ -122,6 +136,8 @@ export interface RunResults {
     /** why the run stopped: ops, duration, violation, interrupt, crash, hang */
     stoppedBy: string;
     wallMs: number;
+    /** from the moment every device ran to the stop flag (added in v1): throughput's denominator */
+    runMs?: number;
     mutatorOps: number;
     deviceOps: number;
     violations: number;
@@ -131,6 +147,8 @@ export interface RunResults {
     /** the watchdog's dump when a thread was stuck */
     hang: string | null;
   };
+  /** device i's protocol and driver (added in v1) */
+  devices?: DeviceInfo[];
   counters: {
     devices: DeviceCounters[];
     merged: DeviceCounters;

@@ -27,6 +27,7 @@ const ROWS: [string, keyof DeviceCounters][] = [
   ['read_begin sleeps', 'readBeginSleeps'],
   ['  time slept (us)', 'readBeginSleepUs'],
   ['-EFAULT', 'efault'],
+  ['  on the zero page (v5.4)', 'efaultZeroPage'],
   ['-EPERM', 'eperm'],
   ['-ENOENT', 'enoent'],
   ['timeouts', 'timeouts'],
@@ -47,12 +48,16 @@ export function formatSummary(r: RunResults, maxViolations = 5): string {
       `${(o.wallMs / 1000).toFixed(1)} s, ${o.mutatorOps} mutations, ${o.deviceOps} device operations ` +
       `(stopped by ${o.stoppedBy})`,
   );
+  const info = r.devices ?? [];
+  if (info.some((d) => d.protocol !== 'v5.10' || d.driver !== 'dmirror')) {
+    out.push(`devices: ${info.map((d) => `dev ${d.index} ${d.protocol} (${d.driver})`).join(', ')}`);
+  }
   out.push('');
   const devs = r.counters.devices;
   out.push(
     table(
-      ['counter', ...devs.map((_, i) => `dev ${i}`), 'all'],
-      ROWS.map(([label, k]) => [label, ...devs.map((d) => d[k]), r.counters.merged[k]]),
+      ['counter', ...devs.map((_, i) => `dev ${i} ${r.devices?.[i]?.protocol ?? 'v5.10'}`), 'all'],
+      ROWS.map(([label, k]) => [label, ...devs.map((d) => d[k] ?? 0), r.counters.merged[k] ?? 0]),
     ),
   );
   out.push('');

@@ -21,9 +21,8 @@ import {
   POINT_BEFORE_PROGRAM,
   POINT_COUNT,
 } from '../checker/points.js';
-import type { DmirrorFile } from '../driver/dmirror.js';
 import { setPointHook } from '../driver/sched.js';
-import type { MirrorFile, MirrorOpResult } from '../driver/types.js';
+import type { MirrorDriver, MirrorFile, MirrorOpResult } from '../driver/types.js';
 import { hmmStatsTotal } from '../hmm/hmm.js';
 import { EBUSY, EFAULT, EINVAL, ENOENT, EPERM } from '../mm/mmu-notifier.js';
 import { invalidationStats } from '../mm/notify.js';
@@ -43,6 +42,7 @@ import {
   D_COLLISIONS,
   D_EBUSY,
   D_EFAULT,
+  D_EFAULT_ZERO,
   D_EINVAL,
   D_ENOENT,
   D_ENTRIES_ERASED,
@@ -95,7 +95,14 @@ import {
 } from './histograms.js';
 import { installInstrumentation, instrumentPoint, instrumentStats } from './instrument.js';
 import { configureSimJitter, simJitter } from './jitter.js';
-import { WL_FAULT_WRITE, WL_MIGRATE, WL_SNAPSHOT, Workload, type WorkloadParams } from './workload.js';
+import {
+  WL_FAULT_READ,
+  WL_FAULT_WRITE,
+  WL_MIGRATE,
+  WL_SNAPSHOT,
+  Workload,
+  type WorkloadParams,
+} from './workload.js';
 import { attachWorld, type WorldDescriptor } from './world.js';
 
 export interface DeviceTask {
@@ -118,8 +125,13 @@ export interface DeviceTask {
   testFaults?: { crashAfterOps?: number | undefined; hangAfterOps?: number | undefined } | undefined;
 }
 
+/** A file whose update lock the test faults can take (the built-in devices). */
+function lockable(f: MirrorFile): f is MirrorFile & { lock(): void } {
+  return typeof (f as MirrorFile & { lock?: unknown }).lock === 'function';
+}
+
 /** TEST ONLY: the failure scenario.testFaults asked for, after `ops` operations. */
-function testFault(task: DeviceTask, ops: number, file: DmirrorFile, c: Int32Array, b: number): void {
+function testFault(task: DeviceTask, ops: number, file: MirrorFile, c: Int32Array, b: number): void {
   const f = task.testFaults;
   if (f === undefined) return;
   if (f.crashAfterOps !== undefined && ops >= f.crashAfterOps) {
@@ -128,7 +140,7 @@ function testFault(task: DeviceTask, ops: number, file: DmirrorFile, c: Int32Arr
   if (f.hangAfterOps !== undefined && ops >= f.hangAfterOps) {
     // Take the update lock and never give it back, and never look at the stop flag again: a hung
     // driver. Only terminating the worker (or the process) ends this.
-    file.lock();
+    if (lockable(file)) file.lock();
     Atomics.store(c, b + D_OP, OP_HANG);
     const never = new Int32Array(new SharedArrayBuffer(4));
     for (;;) Atomics.wait(never, 0, 0, 1000);
@@ -186,7 +198,13 @@ function publishFileStats(c: Int32Array, b: number, file: MirrorFile): void {
   Atomics.store(c, b + D_HMM_BUSY, s.hmmBusy);
   Atomics.store(c, b + D_READ_RETRY, s.readRetryCollisions);
   Atomics.store(c, b + D_BEGIN_SLEEPS, s.readBeginSleeps);
-  Atomics.store(c, b + D_BEGIN_SLEEP_US, Math.round(mmuNotifierStats.readBeginSleepMs * 1000) | 0);
+  // v5.4 drivers report their wait_until_valid time; the v5.10 wait is read_begin's sleep
+  Atomics.store(
+    c,
+    b + D_BEGIN_SLEEP_US,
+    s.waitUs ?? Math.round(mmuNotifierStats.readBeginSleepMs * 1000) | 0,
+  );
+  Atomics.store(c, b + D_EFAULT_ZERO, s.zeroPageEfaults ?? 0);
   Atomics.store(c, b + D_TIMEOUTS, s.timeouts);
   Atomics.store(c, b + D_PAGES_FAULTED, s.pagesFaulted);
   Atomics.store(c, b + D_FAULTS, s.faults);
@@ -197,8 +215,8 @@ function publishFileStats(c: Int32Array, b: number, file: MirrorFile): void {
   Atomics.store(c, b + D_MMAP_WAITS, instrumentStats.mmapReadWaits);
 }
 
-/** Run one device until the stop flag is set. */
-export function runDevice(task: DeviceTask): DeviceResult {
+/** Run one device until the stop flag is set, with the drivers loaded in this thread (drivers.ts). */
+export function runDevice(task: DeviceTask, drivers: Map<string, MirrorDriver>): DeviceResult {
   const c = new Int32Array(task.control);
   const b = devBase(task.index);
   const latency = newHistogram(LATENCY_HIGHEST_US);
@@ -208,10 +226,14 @@ export function runDevice(task: DeviceTask): DeviceResult {
     configureInjection(task.mutants, task.jitter, task.jitterSeed);
     setOraclesEnabled(task.oracles !== false);
     installInstrumentation();
-    const world = attachWorld(task.world);
+    const world = attachWorld(task.world, drivers);
     const file = world.files[task.index]!;
     const W = world.phys.W;
-    const wl = new Workload(task.workload, world.regions, task.seed);
+    const wlRegions =
+      task.workload.regions === undefined
+        ? world.regions
+        : world.regions.filter((r) => task.workload.regions!.includes(r.index));
+    const wl = new Workload(task.workload, wlRegions, task.seed);
     const maxPages = task.workload.rangePages.max;
     const buf = new Int32Array(maxPages * W);
     const bytes = new Uint8Array(maxPages);
@@ -285,10 +307,19 @@ export function runDevice(task: DeviceTask): DeviceResult {
       attemptOpen = false;
       opMask = 0;
       let res: MirrorOpResult | null = null;
-      if (wl.kind === WL_SNAPSHOT) {
+      // A driver without snapshot or migrate (optional ops: the v5.4 device has neither) gets a
+      // range fault for read instead.
+      let kind = wl.kind;
+      if (
+        (kind === WL_SNAPSHOT && file.snapshot === undefined) ||
+        (kind === WL_MIGRATE && file.migrate === undefined)
+      ) {
+        kind = WL_FAULT_READ;
+      }
+      if (kind === WL_SNAPSHOT && file.snapshot !== undefined) {
         Atomics.store(c, b + D_OP, OP_SNAPSHOT);
         precise = false;
-        res = file.snapshot!(wl.addr, n, bytes);
+        res = file.snapshot(wl.addr, n, bytes);
         precise = true;
         Atomics.add(c, b + D_SNAPSHOTS, 1);
         if (res.ret === 0) Atomics.add(c, b + D_PAGES_SNAPSHOTTED, res.cpages);
@@ -297,14 +328,14 @@ export function runDevice(task: DeviceTask): DeviceResult {
           for (let i = 0; i < res.retries; i++) collided();
         }
         countRet(res.ret);
-      } else if (wl.kind === WL_MIGRATE) {
+      } else if (kind === WL_MIGRATE && file.migrate !== undefined) {
         Atomics.store(c, b + D_OP, OP_MIGRATE);
-        res = file.migrate!(wl.addr, n, buf);
+        res = file.migrate(wl.addr, n, buf);
         Atomics.add(c, b + D_MIGRATES, 1);
         if (res.ret === 0) Atomics.add(c, b + D_ACCESSES, res.cpages);
         countRet(res.ret);
       } else {
-        const write = wl.kind === WL_FAULT_WRITE;
+        const write = kind === WL_FAULT_WRITE;
         Atomics.store(c, b + D_OP, OP_RANGE_FAULT);
         callCollisions = 0;
         const t0 = performance.now();

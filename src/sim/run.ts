@@ -22,7 +22,9 @@ import {
   type Violation,
 } from '../checker/oracles.js';
 import { configureInjection, injection, MUTANTS, POINT_COUNT, POINT_NAMES } from '../checker/points.js';
+import { DmirrorFile } from '../driver/dmirror.js';
 import { setPointHook } from '../driver/sched.js';
+import type { MirrorFile } from '../driver/types.js';
 import { MM_MMAP_LOCK, MM_PTL } from '../mm/layout.js';
 import { MMU_NOTIFY_EVENT_COUNT, MMU_NOTIFY_EVENT_NAMES } from '../mm/mmu-notifier.js';
 import { resetInvalidationStats } from '../mm/notify.js';
@@ -51,6 +53,7 @@ import {
   D_BEGIN_SLEEPS,
   D_COLLISIONS,
   D_EFAULT,
+  D_EFAULT_ZERO,
   D_EINVAL,
   D_ENOENT,
   D_ENTRIES_ERASED,
@@ -99,12 +102,13 @@ import {
   thpMutatorStats,
 } from './core.js';
 import { type DeviceResult, type DeviceTask, type ThreadCoreStats, threadCoreStats } from './device-loop.js';
+import { loadDrivers, resolveDevices } from './drivers.js';
 import { histogramJson, LATENCY_HIGHEST_US, mergeEncoded, RETRIES_HIGHEST } from './histograms.js';
 import { installInstrumentation, instrumentPoint, resetInstrumentStats } from './instrument.js';
 import { configureSimJitter, simJitter } from './jitter.js';
 import { deriveSeed, Prng, pickWeighted } from './prng.js';
 import { MUTATION_KINDS, type MutationKind, type Scenario } from './scenario.js';
-import { buildWorld, type World } from './world.js';
+import { buildWorld, fileCtl, type World } from './world.js';
 
 export const EXIT_OK = 0;
 export const EXIT_VIOLATIONS = 1;
@@ -175,6 +179,7 @@ function emptyCounters(): DeviceCounters {
     readBeginSleeps: 0,
     readBeginSleepUs: 0,
     efault: 0,
+    efaultZeroPage: 0,
     eperm: 0,
     einval: 0,
     enoent: 0,
@@ -209,6 +214,7 @@ function countersOf(w: ArrayLike<number>): DeviceCounters {
   c.readBeginSleeps = w[D_BEGIN_SLEEPS]!;
   c.readBeginSleepUs = w[D_BEGIN_SLEEP_US]!;
   c.efault = w[D_EFAULT]!;
+  c.efaultZeroPage = w[D_EFAULT_ZERO] ?? 0;
   c.eperm = w[D_EPERM]!;
   c.einval = w[D_EINVAL]!;
   c.enoent = w[D_ENOENT]!;
@@ -256,11 +262,20 @@ export function dumpState(world: World, control: Int32Array, devices: number, ep
     `interval notifier: invalidate_seq ${n.invalidateSeq()}, lock owner thread ${n.lockOwner() - 1}`,
   );
   for (const f of world.files) {
-    const subs = f.subs.map((s) => `slot ${s.slot} seq ${n.slotSeq(s.slot)}`).join(', ');
-    // The update lock is line 0 of the file's ctl (dmirror.ts layout header).
-    lines.push(
-      `file ${f.id} (device ${f.deviceId}): update lock ${f.lockHeld() ? `held by thread ${mutexOwner(f.ctl, 0) - 1}` : 'free'}; ${subs}`,
-    );
+    const subs =
+      f instanceof DmirrorFile
+        ? f.subs.map((s) => `slot ${s.slot} seq ${n.slotSeq(s.slot)}`).join(', ')
+        : 'no interval subscription';
+    // The update lock is line 0 of a built-in file's ctl (dmirror.ts, legacy-dmirror.ts headers).
+    const ctl = fileCtl(f);
+    const held = f.lockHeld?.();
+    const lock =
+      held === undefined
+        ? 'unknown'
+        : held
+          ? `held by thread ${ctl !== null ? mutexOwner(ctl, 0) - 1 : '?'}`
+          : 'free';
+    lines.push(`file ${f.id} (device ${f.device.id}): update lock ${lock}; ${subs}`);
   }
   lines.push(
     `main thread ${threadId}: ${['idle', 'mutating', 'audit', 'pacing'][Atomics.load(control, CTL_MAIN_OP)] ?? '?'} ` +
@@ -322,7 +337,10 @@ function startBackstopWatchdog(
       control: control.buffer,
       mmCtl: world.mm.ctl.buffer,
       notifierWords: world.notifier.words.buffer,
-      files: world.files.map((f) => ({ id: f.id, ctl: f.ctl.buffer })),
+      files: world.files.flatMap((f) => {
+        const ctl = fileCtl(f);
+        return ctl === null ? [] : [{ id: f.id, ctl: ctl.buffer }];
+      }),
       devices: s.devices,
       epoch,
       boundMs: backstopBoundMs(s),
@@ -387,7 +405,15 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
     simJitter(p);
   });
 
-  const world = buildWorld(s);
+  const devs = resolveDevices(s);
+  const world = buildWorld(
+    s,
+    devs,
+    await loadDrivers(
+      devs.map((d) => d.module),
+      devs.map((d) => d.label),
+    ),
+  );
   const control = createControl(s.devices);
   const pool = new Piscina({
     filename: deviceWorkerUrl(),
@@ -468,16 +494,18 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
     }
   }
   const haveWeight = kinds.length > 0 && cum[cum.length - 1]! > 0;
+  // the regions mutations may hit (scenario mutator.regions; all by default)
+  const allowed = (i: number): boolean => s.mutator.regions === undefined || s.mutator.regions.includes(i);
   const regionCum = new Float64Array(world.regions.length);
   {
     let t = 0;
     for (let i = 0; i < world.regions.length; i++) {
-      t += world.regions[i]!.pages;
+      if (allowed(i)) t += world.regions[i]!.pages;
       regionCum[i] = t;
     }
   }
-  const fileRegions = world.regions.filter((x) => x.kind === 'file').map((x) => x.index);
-  const hugeRegions = world.regions.filter((x) => x.hugepage).map((x) => x.index);
+  const fileRegions = world.regions.filter((x) => x.kind === 'file' && allowed(x.index)).map((x) => x.index);
+  const hugeRegions = world.regions.filter((x) => x.hugepage && allowed(x.index)).map((x) => x.index);
   const mutationStats: Record<string, { ops: number; failed: number; us: number }> = {};
   for (const k of MUTATION_KINDS) mutationStats[k] = { ops: 0, failed: 0, us: 0 };
   const ctx: MutationContext = {
@@ -498,6 +526,7 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
   const opsLimit = s.ops ?? Number.POSITIVE_INFINITY;
   let audits = 0;
   let stoppedBy = 'duration';
+  let stoppedAt: number | null = null;
   let firstViolation: RunResults['outcome']['firstViolation'] = null;
   let lastProgress = 0;
 
@@ -560,17 +589,27 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
     return ok;
   };
 
+  const auditFile = (f: MirrorFile): void => {
+    const visit = f.forEachMirrorEntry;
+    if (visit === undefined) return; // a driver without it is not audited (types.ts)
+    auditMirror(
+      { id: f.id, deviceId: f.device.id, mm: f.mm, forEachMirrorEntry: (fn) => visit.call(f, fn) },
+      world.log,
+    );
+  };
   const audit = (final: boolean): void => {
-    for (const f of world.files) auditMirror(f, world.log);
+    for (const f of world.files) auditFile(f);
     const st = world.notifier.state();
     const subSeqs: number[] = [];
-    for (const f of world.files) for (const sub of f.subs) subSeqs.push(world.notifier.slotSeq(sub.slot));
+    for (const f of world.files) {
+      if (f instanceof DmirrorFile) for (const sub of f.subs) subSeqs.push(world.notifier.slotSeq(sub.slot));
+    }
     const locksHeld: string[] = [];
     if (final) {
       if (rwsemState(world.mm.ctl, MM_MMAP_LOCK) !== 0) locksHeld.push('mmap lock');
       if (spinOwner(world.mm.ctl, MM_PTL) !== 0) locksHeld.push('page-table lock');
       if (world.notifier.lockOwner() !== 0) locksHeld.push('notifier lock');
-      for (const f of world.files) if (f.lockHeld()) locksHeld.push(`file ${f.id} update lock`);
+      for (const f of world.files) if (f.lockHeld?.() === true) locksHeld.push(`file ${f.id} update lock`);
     }
     protocolSanity(
       {
@@ -663,6 +702,7 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
       startedAt,
       seed,
       config,
+      devices: devs.map((d, index) => ({ index, protocol: d.protocol, driver: d.label })),
       machine: {
         node: process.version,
         platform: platform(),
@@ -677,6 +717,7 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
         interrupted,
         stoppedBy,
         wallMs: Math.round(wallMs),
+        runMs: Math.round((stoppedAt ?? performance.now()) - tRun),
         mutatorOps: ctx.ops,
         deviceOps: totalDeviceOps,
         violations: total,
@@ -773,7 +814,7 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
       let page = -1;
       if (rng.chance(s.mutator.followDevices)) {
         const at = Atomics.load(control, devBase(rng.below(s.devices)) + D_ADDR);
-        r = world.regions.findIndex((x) => at >= x.start && at < x.start + x.pages);
+        r = world.regions.findIndex((x) => at >= x.start && at < x.start + x.pages && allowed(x.index));
         if (r >= 0) page = at;
       }
       if (
@@ -852,6 +893,7 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
   }
   if (crash !== null) stoppedBy = 'crash';
   if (hang !== null) stoppedBy = 'hang';
+  stoppedAt = performance.now();
 
   // ---- stop ----
   requestStop(control);

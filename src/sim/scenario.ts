@@ -40,6 +40,17 @@ export type AccessPattern = (typeof ACCESS_PATTERNS)[number];
 
 export const REGION_KINDS = ['anon', 'shmem', 'file'] as const;
 
+/** The mirroring protocols a device may speak (spec/legacy-v5.4.md). */
+export const PROTOCOLS = ['v5.10', 'v5.4'] as const;
+export type Protocol = (typeof PROTOCOLS)[number];
+
+const DeviceSpecSchema = v.strictObject({
+  /** the protocol of the built-in reference device (or the one a user's driver speaks) */
+  protocol: v.optional(v.picklist(PROTOCOLS)),
+  /** a user's driver module (a path, relative to the working directory) */
+  driver: v.optional(v.string()),
+});
+
 const count = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   v.pipe(v.number(), v.integer(), v.minValue(min), v.maxValue(max));
 const fraction = v.pipe(v.number(), v.minValue(0), v.maxValue(1));
@@ -93,6 +104,24 @@ const ScenarioSchema = v.strictObject({
   seed: v.optional(count(0, 0xffffffff)),
   /** device workers (one open file each on the process's mm) */
   devices: v.optional(count(1, 16), 2),
+  /** the protocol of every device not named in `perDevice` */
+  protocol: v.optional(v.picklist(PROTOCOLS), 'v5.10'),
+  /** a user's driver module for every device not named in `perDevice` (null: the reference device) */
+  driver: v.optional(v.nullable(v.string()), null),
+  /** per device (index i is device i): its protocol and/or driver; devices past the end use the defaults */
+  perDevice: v.optional(v.array(DeviceSpecSchema), []),
+  /**
+   * v5.10 devices only: one interval subscription per this many pages (0: one over the whole
+   * address space, as the test driver does)
+   */
+  subscriptionPages: v.optional(count(0), 0),
+  /** options of the v5.4 (legacy) devices; an error when no device speaks v5.4 */
+  legacy: v.optional(
+    v.strictObject({
+      /** write every page of the rw regions at set-up, so the v5.4 walk starts without zero pages */
+      pretouch: v.optional(v.boolean(), false),
+    }),
+  ),
   /** stop after this many mutator operations (takes precedence over durationMs) */
   ops: v.optional(count(1)),
   /** stop after this long (ms) */
@@ -131,6 +160,8 @@ const ScenarioSchema = v.strictObject({
       zipfExponent: v.optional(v.pipe(v.number(), v.minValue(0), v.maxValue(10)), 1.1),
       /** device operations per second per device; 0 = as fast as it can */
       opsPerSecond: v.optional(nonNegative, 0),
+      /** the regions (indices) devices work in; omitted: all */
+      regions: v.optional(v.pipe(v.array(count(0)), v.minLength(1))),
     }),
     {},
   ),
@@ -145,6 +176,8 @@ const ScenarioSchema = v.strictObject({
       cpuWriteFraction: v.optional(fraction, 0.5),
       /** chance that a mutation's range starts where a device is working right now */
       followDevices: v.optional(fraction, 0.5),
+      /** the regions (indices) mutations hit; omitted: all */
+      regions: v.optional(v.pipe(v.array(count(0)), v.minLength(1))),
     }),
     {},
   ),
@@ -276,6 +309,41 @@ export function checkScenario(s: Scenario, source = 'scenario'): void {
   if (s.workload.snapshotFraction + s.workload.migrateFraction > 1) {
     bad('workload.snapshotFraction', 'snapshotFraction + migrateFraction must be at most 1');
   }
+  for (const [path, list] of [
+    ['workload.regions', s.workload.regions],
+    ['mutator.regions', s.mutator.regions],
+  ] as const) {
+    for (const [i, r] of (list ?? []).entries()) {
+      if (r >= s.regions.length)
+        bad(`${path}.${i}`, `region ${r} does not exist (${s.regions.length} regions)`);
+    }
+  }
+  if (s.perDevice.length > s.devices) {
+    bad('perDevice', `${s.perDevice.length} entries for ${s.devices} devices`);
+  }
+  const specs = deviceSpecs(s);
+  if (s.legacy !== undefined && !specs.some((d) => d.protocol === 'v5.4')) {
+    bad('legacy', 'legacy (v5.4) options given, but no device speaks v5.4');
+  }
+  if (s.subscriptionPages > 0 && !specs.some((d) => d.protocol === 'v5.10' && d.driver === null)) {
+    bad('subscriptionPages', 'applies to the v5.10 reference device, and no device is one');
+  }
+  if (s.accessSection && !specs.some((d) => d.protocol === 'v5.10' && d.driver === null)) {
+    bad('accessSection', 'applies to the v5.10 reference device, and no device is one');
+  }
+}
+
+/** What device i runs: its protocol and its driver module (null: the built-in reference device). */
+export interface DeviceSpec {
+  protocol: Protocol;
+  driver: string | null;
+}
+
+export function deviceSpecs(s: Scenario): DeviceSpec[] {
+  return Array.from({ length: s.devices }, (_, i) => {
+    const p = s.perDevice[i];
+    return { protocol: p?.protocol ?? s.protocol, driver: p?.driver ?? s.driver };
+  });
 }
 
 /** The built-in default: 2 devices, every mutation kind, 5 seconds. */
@@ -307,6 +375,10 @@ export interface ScenarioOverrides {
   seed?: number | undefined;
   mutant?: string | undefined;
   jitter?: boolean | undefined;
+  protocol?: Protocol | undefined;
+  driver?: string | undefined;
+  /** legacy (v5.4) flag: pre-touch the rw regions */
+  pretouch?: boolean | undefined;
 }
 
 export function applyOverrides(s: Scenario, o: ScenarioOverrides): Scenario {
@@ -320,6 +392,15 @@ export function applyOverrides(s: Scenario, o: ScenarioOverrides): Scenario {
   if (o.seed !== undefined) out.seed = o.seed;
   if (o.mutant !== undefined) out.mutant = o.mutant;
   if (o.jitter !== undefined) out.jitter = o.jitter;
+  if (o.protocol !== undefined) {
+    out.protocol = o.protocol;
+    out.perDevice = out.perDevice.map((d) => ({ ...d, protocol: o.protocol }));
+  }
+  if (o.driver !== undefined) {
+    out.driver = o.driver;
+    out.perDevice = out.perDevice.map((d) => ({ ...d, driver: o.driver }));
+  }
+  if (o.pretouch !== undefined) out.legacy = { ...(out.legacy ?? {}), pretouch: o.pretouch };
   checkScenario(out, 'options');
   return withImpliedOptions(out);
 }

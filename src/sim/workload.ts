@@ -48,6 +48,8 @@ export interface WorkloadParams {
   hotSetFraction: number;
   hotProbability: number;
   zipfExponent: number;
+  /** the regions (indices) the device works in; undefined: all (the caller filters) */
+  regions?: readonly number[] | undefined;
 }
 
 /**
