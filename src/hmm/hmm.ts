@@ -21,7 +21,7 @@
  * away. Until then no value read here is trusted for anything but the output words (a PFN
  * payload is used as an index only into frame metadata, bounds-safe by construction).
  */
-import { jitterPoint, POINT_WALK_STEP } from '../checker/points.js';
+import * as points from '../checker/points.js';
 import {
   FAULT_FLAG_REMOTE,
   FAULT_FLAG_WRITE,
@@ -29,11 +29,24 @@ import {
   migrationEntryWait,
   VM_FAULT_ERROR,
 } from '../mm/fault.js';
-import {
+import * as layout from '../mm/layout.js';
+import type { MmStruct } from '../mm/mm.js';
+import * as errno from '../mm/mmu-notifier.js';
+import type { MmuIntervalNotifier } from '../notifier/interval-notifier.js';
+import * as notifier from '../notifier/interval-notifier.js';
+import * as pfn from './pfn.js';
+
+// Module-local copies of the imported constants and hot-path functions. An imported binding is
+// live: V8 (Node 20) reloads it from its module cell, with a TDZ check, at every use, even inside
+// the PTE loop (measured: ~0.5 ns per page and ~15 ns per call). A module-local const is folded
+// into the optimised code like a literal.
+const { injection, jitterPoint, POINT_WALK_STEP } = points;
+const {
   FR_DEVICE_PRIVATE,
   FR_OWNER_MASK,
   FR_OWNER_SHIFT,
   MM_MMAP_LOCK,
+  MM_VMA_COUNT,
   PAGE_SIZE,
   PMD_ORDER,
   PMD_TYPE_HUGE,
@@ -66,18 +79,17 @@ import {
   VMA_START,
   VMA_STRIDE,
   ZERO_PFN,
-} from '../mm/layout.js';
-import type { MmStruct } from '../mm/mm.js';
-import { EBUSY, EFAULT, EINVAL, EPERM } from '../mm/mmu-notifier.js';
-import { type MmuIntervalNotifier, mmuIntervalCheckRetry } from '../notifier/interval-notifier.js';
-import {
+} = layout;
+const { EBUSY, EFAULT, EINVAL, EPERM } = errno;
+const { mmuIntervalCheckRetry } = notifier;
+const {
   HMM_PFN_ERROR_HI,
   HMM_PFN_REQ_FAULT_HI,
   HMM_PFN_REQ_WRITE_HI,
   HMM_PFN_VALID_HI,
   HMM_PFN_WRITE_HI,
   hmmPfnFlagsOrderHi,
-} from './pfn.js';
+} = pfn;
 
 // ---------------------------------------------------------------------------------------------
 // The range and the switches
@@ -131,6 +143,11 @@ export const hmmStatsTotal: HmmRangeFaultStats & { calls: number } = {
   faults: 0,
   migrationWaits: 0,
 };
+
+// Module-local aliases of this module's own exports (an export is a module cell too).
+const stats = hmmStats;
+const statsTotal = hmmStatsTotal;
+const config = hmmConfig;
 
 export function hmmStatsReset(): void {
   hmmStatsTotal.calls = 0;
@@ -265,12 +282,17 @@ const PUD_PAGES = 1 << 18; // 1 GiB in pages: holes outside VMAs are split here
 
 // ---------------------------------------------------------------------------------------------
 // The walk's state (struct hmm_vma_walk + the range's fields, hoisted into locals of the module)
+//
+// Two kinds, for the per-call cost. The scalars (small integers and booleans: no allocation, no
+// write barrier) are set at every call's entry. The object references (the mm, its arrays and the
+// output array) are loaded only when the walk leaves its fast path (hmmWalkStateLoad) and dropped
+// at the call's end: a snapshot over PTE tables, the common case, passes them as arguments and
+// never stores an object into module state (each such store costs a write barrier, and a slow one
+// when the range's array is young).
 
 const EMPTY = new Int32Array(0);
 let wMm: MmStruct | null = null;
-let wPte: Int32Array = EMPTY;
 let wPmd: Int32Array = EMPTY;
-let wVmas: Int32Array = EMPTY;
 let wFrameState: Int32Array = EMPTY;
 let wPfns: Int32Array = EMPTY;
 let wStartPage = 0;
@@ -283,6 +305,26 @@ let wV5100 = false;
 let wLast = 0;
 /** benchmark only: use the Atomics.load copy of the PTE loop */
 let wAtomicsReference = false;
+
+/**
+ * Load the object half of the walk state before any function that reads it (every function
+ * below that takes no `mm`/`pfns` arguments). Idempotent within a call.
+ */
+function hmmWalkStateLoad(mm: MmStruct, pfns: Int32Array): void {
+  if (wMm === mm && wPfns === pfns) return;
+  wMm = mm;
+  wPmd = mm.pmd;
+  wFrameState = mm.phys.frames.state;
+  wPfns = pfns;
+}
+
+/** Drop the object half at a call's end (the thread must not keep the mm or the array alive). */
+function hmmWalkStateDrop(): void {
+  wMm = null;
+  wPmd = EMPTY;
+  wFrameState = EMPTY;
+  wPfns = EMPTY;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Requirements
@@ -344,7 +386,7 @@ function hmmVmaFault(page: number, end: number, required: number, vmaFlags: numb
   }
   const mm = wMm!;
   for (; page < end; page++) {
-    hmmStats.faults++;
+    stats.faults++;
     if ((handleMmFault(mm, page * PAGE_SIZE, faultFlags) & VM_FAULT_ERROR) !== 0) return -EFAULT;
   }
   return -EBUSY;
@@ -462,7 +504,7 @@ function hmmVmaHandlePte(
       return hmmVmaFault(page, end, required, vmaFlags); // swap-in
     case PTE_A_MIGRATION:
       wLast = page;
-      hmmStats.migrationWaits++;
+      stats.migrationWaits++;
       migrationEntryWait(wMm!, page);
       return -EBUSY;
     default:
@@ -576,9 +618,15 @@ function hmmPteScanFaultAtomicsLoadReference(
  * page the scan stopped at to hmmVmaHandlePte (a fault run from that PTE to the end of the PMD
  * step with that PTE's requirement, or a SLOW kind).
  */
-function hmmVmaWalkPtesLoop(page: number, end: number, vmaFlags: number, scan: number): number {
-  const pte = wPte;
-  const pfns = wPfns;
+function hmmVmaWalkPtesLoop(
+  mm: MmStruct,
+  pfns: Int32Array,
+  page: number,
+  end: number,
+  vmaFlags: number,
+  scan: number,
+): number {
+  const pte = mm.pte;
   const mask = wMask;
   const dflt = wDefault;
   const base = wStartPage;
@@ -601,6 +649,7 @@ function hmmVmaWalkPtesLoop(page: number, end: number, vmaFlags: number, scan: n
         throw new Error('hmmVmaWalkPtesLoop: unknown scan');
     }
     if (page >= end) return 0;
+    hmmWalkStateLoad(mm, pfns);
     // READ_ONCE(*ptep) again: the scan stopped here without acting on its copy, so this one
     // copy alone decides what happens to the page (hmmVmaHandlePte handles every kind).
     const w = scan >= SCAN_SNAPSHOT_ATOMICS_REFERENCE ? Atomics.load(pte, page) : pte[page]!;
@@ -632,16 +681,11 @@ function hmmVmaHandlePmd(page: number, end: number, pmd: number, cpuHi: number, 
 }
 
 /**
- * hmm_vma_walk_pmd(): one PMD step [page, end) of a walked VMA, its PMD read once (READ_ONCE;
- * same validation as the PTEs).
+ * hmm_vma_walk_pmd(): one PMD step [page, end) of a walked VMA whose PMD `pmd` the caller read once
+ * (READ_ONCE; same validation as the PTEs). The walk state must be loaded.
  */
-const ABLA = process.env.ABL === 'A';
-const ABLB = process.env.ABL === 'B';
-const ABLC = process.env.ABL === 'C';
-function hmmVmaWalkPmd(page: number, end: number, vmaFlags: number): number {
-  if (ABLC) return 0;
+function hmmVmaWalkPmd(page: number, end: number, vmaFlags: number, pmd: number): number {
   const pmdIdx = Math.floor(page / PTRS_PER_PTE);
-  let pmd = wPmd[pmdIdx]!;
   for (;;) {
     const k = PMD_KIND[pmd >>> PTE_KIND_SHIFT]!;
     switch (k & ACTION_MASK) {
@@ -652,7 +696,7 @@ function hmmVmaWalkPmd(page: number, end: number, vmaFlags: number): number {
         // A THP under migration: wait only if a fault is needed, then walk again from here.
         if (hmmRangeNeedFault(page, end, 0) !== 0) {
           wLast = page;
-          hmmStats.migrationWaits++;
+          stats.migrationWaits++;
           migrationEntryWait(wMm!, page);
           return -EBUSY;
         }
@@ -674,6 +718,8 @@ function hmmVmaWalkPmd(page: number, end: number, vmaFlags: number): number {
 
       case PMD_A_TABLE:
         return hmmVmaWalkPtesLoop(
+          wMm!,
+          wPfns,
           page,
           end,
           vmaFlags,
@@ -690,12 +736,33 @@ function hmmVmaWalkPmd(page: number, end: number, vmaFlags: number): number {
   }
 }
 
-/** walk_pmd_range(): the PMD steps of [page, end) inside one walked, non-hugetlb VMA. */
-function hmmWalkPmdRange(page: number, end: number, vmaFlags: number): number {
+/**
+ * walk_pmd_range(): the PMD steps of [page, end) inside one walked, non-hugetlb VMA. A PTE table
+ * goes straight to the PTE loop (the fast path, with `mm` and `pfns` as arguments); every other
+ * PMD kind loads the walk state and takes hmmVmaWalkPmd with the same one copy of the entry.
+ */
+function hmmWalkPmdRange(
+  mm: MmStruct,
+  pfns: Int32Array,
+  page: number,
+  end: number,
+  vmaFlags: number,
+  scan: number,
+): number {
+  const pmds = mm.pmd;
   while (page < end) {
     const next = Math.min(end, (page | PMD_PAGE_MASK) + 1);
-    jitterPoint(POINT_WALK_STEP);
-    const r = hmmVmaWalkPmd(page, next, vmaFlags);
+    if (injection.jitter) jitterPoint(POINT_WALK_STEP); // the test inlined: a hot call site
+    // READ_ONCE(*pmdp): one plain read of one Int32 (tear-free), decoded only from this copy and
+    // validated like the PTEs by the caller's read_retry under its lock (see the file header).
+    const pmd = pmds[Math.floor(page / PTRS_PER_PTE)]!;
+    let r: number;
+    if ((PMD_KIND[pmd >>> PTE_KIND_SHIFT]! & ACTION_MASK) === PMD_A_TABLE) {
+      r = hmmVmaWalkPtesLoop(mm, pfns, page, next, vmaFlags, scan);
+    } else {
+      hmmWalkStateLoad(mm, pfns);
+      r = hmmVmaWalkPmd(page, next, vmaFlags, pmd);
+    }
     if (r !== 0) return r;
     page = next;
   }
@@ -758,6 +825,12 @@ function hmmWalkHugetlbRange(page: number, end: number, vmaFlags: number, order:
 // ---------------------------------------------------------------------------------------------
 // VMAs
 
+/** hmm_vma_walk_test()'s test alone: VM_READ and neither VM_IO nor VM_PFNMAP ([v5.10.0]: VM_MIXEDMAP). */
+function hmmVmaWalkable(vmaFlags: number): boolean {
+  const refused = wV5100 ? VM_IO | VM_PFNMAP | VM_MIXEDMAP : VM_IO | VM_PFNMAP;
+  return (vmaFlags & refused) === 0 && (vmaFlags & VM_READ) !== 0;
+}
+
 /**
  * hmm_vma_walk_test(): a VMA is walked if it has VM_READ and neither VM_IO nor VM_PFNMAP
  * ([v5.10.0]: nor VM_MIXEDMAP). Otherwise it cannot be mirrored: if a page of it in the range
@@ -765,53 +838,74 @@ function hmmWalkHugetlbRange(page: number, end: number, vmaFlags: number, order:
  * HMM_PFN_ERROR and the walk skips it (1).
  */
 function hmmVmaWalkTest(page: number, end: number, vmaFlags: number): number {
-  const refused = wV5100 ? VM_IO | VM_PFNMAP | VM_MIXEDMAP : VM_IO | VM_PFNMAP;
-  if ((vmaFlags & refused) === 0 && (vmaFlags & VM_READ) !== 0) return 0;
+  if (hmmVmaWalkable(vmaFlags)) return 0;
   if (hmmRangeNeedFault(page, end, 0) !== 0) return -EFAULT;
   hmmPfnsFill(page, end, HMM_PFN_ERROR_HI);
   return 1;
 }
 
 /**
- * walk_page_range() with hmm's ops, pages [start, end): one VMA (or gap) at a time. An empty range
- * is -EINVAL here, i.e. only after hmm_range_fault's first sequence check.
+ * find_vma(): mm.findVmaIndex on a count the caller read, with this module's folded constants.
+ * The index of the first VMA whose end is above `page` (it may start above `page`: a gap before
+ * it), or `count` if there is none.
  */
-function hmmVmaWalk(start: number, end: number): number {
+function hmmFindVma(vmas: Int32Array, count: number, page: number): number {
+  let lo = 0;
+  let hi = count;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (vmas[mid * VMA_STRIDE + VMA_END]! <= page) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * walk_page_range() with hmm's ops, pages [start, end): one VMA (or gap) at a time. An empty range
+ * is -EINVAL here, i.e. only after hmm_range_fault's first sequence check. `scan` is the PTE scan
+ * the call uses (hmmVmaWalkPtesLoop).
+ */
+function hmmVmaWalk(mm: MmStruct, pfns: Int32Array, start: number, end: number, scan: number): number {
   if (start >= end) return -EINVAL;
-  const mm = wMm!;
-  const vmas = wVmas;
-  const count = mm.vmaCount;
-  // Plain reads of the VMA table: the caller holds the mmap lock, whose acquisition (an Atomics
-  // read-modify-write) orders them after the last writer's release.
-  if (ABLB) return 0;
-  let vi = mm.findVmaIndex(start);
-  if (vi < 0) vi = count;
+  const vmas = mm.vmas;
+  // Plain reads of the VMA table and its count (mm.vmaCount): the caller holds the mmap lock,
+  // whose acquisition (an Atomics read-modify-write) orders them after the last writer's release.
+  const count = mm.ctl[MM_VMA_COUNT]!;
+  let vi = hmmFindVma(vmas, count, start);
   let page = start;
   do {
     let next: number;
     let r: number;
     if (vi >= count) {
       next = end; // after the last VMA
+      hmmWalkStateLoad(mm, pfns);
       r = hmmVmaWalkHoleNoVma(page, next);
     } else {
       const o = vi * VMA_STRIDE;
       const vs = vmas[o + VMA_START]!;
       if (page < vs) {
         next = Math.min(end, vs); // a gap before this VMA
+        hmmWalkStateLoad(mm, pfns);
         r = hmmVmaWalkHoleNoVma(page, next);
       } else {
         next = Math.min(end, vmas[o + VMA_END]!);
         const flags = vmas[o + VMA_FLAGS]!;
         vi++;
-        jitterPoint(POINT_WALK_STEP);
-        r = hmmVmaWalkTest(page, next, flags);
-        if (r > 0) {
-          r = 0; // skipped: its words were filled with HMM_PFN_ERROR
-        } else if (r === 0) {
-          if ((flags & VM_HUGETLB) !== 0) {
-            r = hmmWalkHugetlbRange(page, next, flags, vmas[o + VMA_HUGE_ORDER]! || PMD_ORDER);
-          } else {
-            r = hmmWalkPmdRange(page, next, flags);
+        if (injection.jitter) jitterPoint(POINT_WALK_STEP); // the test inlined: a hot call site
+        if ((flags & VM_HUGETLB) === 0 && hmmVmaWalkable(flags)) {
+          // the common case: hmmVmaWalkTest would return 0 without touching the walk state
+          r = hmmWalkPmdRange(mm, pfns, page, next, flags, scan);
+        } else {
+          hmmWalkStateLoad(mm, pfns);
+          r = hmmVmaWalkTest(page, next, flags);
+          if (r > 0) {
+            r = 0; // skipped: its words were filled with HMM_PFN_ERROR
+          } else if (r === 0) {
+            if ((flags & VM_HUGETLB) !== 0) {
+              r = hmmWalkHugetlbRange(page, next, flags, vmas[o + VMA_HUGE_ORDER]! || PMD_ORDER);
+            } else {
+              r = hmmWalkPmdRange(mm, pfns, page, next, flags, scan);
+            }
           }
         }
       }
@@ -826,12 +920,13 @@ function hmmVmaWalk(start: number, end: number): number {
 // hmm_range_fault
 
 function hmmRangeFaultInner(range: HmmRange, kernel: HmmKernel, atomicsReference: boolean): number {
-  hmmStats.walks = 0;
-  hmmStats.busyFromCheck = 0;
-  hmmStats.faults = 0;
-  hmmStats.migrationWaits = 0;
+  stats.walks = 0;
+  stats.busyFromCheck = 0;
+  stats.faults = 0;
+  stats.migrationWaits = 0;
 
-  const mm = range.notifier.mm;
+  const sub = range.notifier;
+  const mm = sub.mm;
   // mmap_assert_locked(): the caller holds the mmap lock (read or write)
   // (a plain read: a holder sees its own acquisition; only a caller that forgot the lock can
   // read 0 here, and for it any value is as good as the kernel's lockdep warning)
@@ -840,18 +935,12 @@ function hmmRangeFaultInner(range: HmmRange, kernel: HmmKernel, atomicsReference
   }
   const startPage = Math.floor(range.start / PAGE_SIZE);
   const endPage = Math.floor(range.end / PAGE_SIZE);
-  if (endPage > startPage && range.hmmPfns.length < 2 * (endPage - startPage)) {
+  const pfns = range.hmmPfns;
+  if (endPage > startPage && pfns.length < 2 * (endPage - startPage)) {
     throw new RangeError('hmmRangeFault: hmmPfns holds fewer than 2 slots per page of the range');
   }
 
-  if (wMm !== mm) {
-  wMm = mm;
-  wPte = mm.pte;
-  wPmd = mm.pmd;
-  wVmas = mm.vmas;
-  wFrameState = mm.phys.frames.state;
-  }
-  if (wPfns !== range.hmmPfns) wPfns = range.hmmPfns;
+  // The scalar half of the walk state; the object half is loaded only off the fast path.
   wStartPage = startPage;
   wDefault = range.defaultFlags | 0;
   wMask = range.pfnFlagsMask | 0;
@@ -860,27 +949,32 @@ function hmmRangeFaultInner(range: HmmRange, kernel: HmmKernel, atomicsReference
   wV5100 = kernel === '5.10.0';
   wAtomicsReference = atomicsReference;
   wLast = startPage;
-  if (ABLA) return 0;
+  const scan =
+    (wFaultPossible ? SCAN_FAULT : SCAN_SNAPSHOT) + (atomicsReference ? SCAN_SNAPSHOT_ATOMICS_REFERENCE : 0);
+
   let ret: number;
-  do {
+  for (;;) {
     // If the range is no longer valid, force a retry: checked before every walk, the first
     // included, and never in the middle of one.
-    if (mmuIntervalCheckRetry(range.notifier, range.notifierSeq)) {
-      hmmStats.busyFromCheck = 1;
+    if (mmuIntervalCheckRetry(sub, range.notifierSeq)) {
+      stats.busyFromCheck = 1;
       ret = -EBUSY;
       break;
     }
-    hmmStats.walks++;
-    ret = hmmVmaWalk(wLast, endPage);
+    stats.walks++;
+    ret = hmmVmaWalk(mm, pfns, wLast, endPage, scan);
     // On -EBUSY, `last` is where the restart begins: every word below it holds its output, every
     // word from it on still holds its input (several -EFAULT paths fail without moving it).
-  } while (ret === -EBUSY);
+    if (ret !== -EBUSY) break;
+  }
 
-  hmmStatsTotal.calls++;
-  hmmStatsTotal.walks += hmmStats.walks;
-  hmmStatsTotal.busyFromCheck += hmmStats.busyFromCheck;
-  hmmStatsTotal.faults += hmmStats.faults;
-  hmmStatsTotal.migrationWaits += hmmStats.migrationWaits;
+  if (wMm !== null) hmmWalkStateDrop();
+  const total = statsTotal;
+  total.calls++;
+  total.walks += stats.walks;
+  total.busyFromCheck += stats.busyFromCheck;
+  total.faults += stats.faults;
+  total.migrationWaits += stats.migrationWaits;
   return ret;
 }
 
@@ -891,7 +985,7 @@ function hmmRangeFaultInner(range: HmmRange, kernel: HmmKernel, atomicsReference
  * be valid cannot be; -EPERM when write is required on a VMA without VM_WRITE; -EINVAL for an
  * empty range (after the first sequence check). `kernel` selects the v5.10.0 walk.
  */
-export function hmmRangeFault(range: HmmRange, kernel: HmmKernel = hmmConfig.kernel): number {
+export function hmmRangeFault(range: HmmRange, kernel: HmmKernel = config.kernel): number {
   return hmmRangeFaultInner(range, kernel, false);
 }
 
@@ -901,7 +995,7 @@ export function hmmRangeFault(range: HmmRange, kernel: HmmKernel = hmmConfig.ker
  */
 export function hmmRangeFaultAtomicsLoadReference(
   range: HmmRange,
-  kernel: HmmKernel = hmmConfig.kernel,
+  kernel: HmmKernel = config.kernel,
 ): number {
   return hmmRangeFaultInner(range, kernel, true);
 }

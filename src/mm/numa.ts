@@ -8,8 +8,8 @@
 
 import { migrationEntryWake } from './fault.js';
 import {
-  FR_LAZYFREE,
   FR_HEAD,
+  FR_LAZYFREE,
   FR_LOCKED,
   FR_PAGECACHE,
   PAGE_SIZE,

@@ -100,6 +100,13 @@ import {
 import { mmuNotifierStats } from './stats.js';
 
 const TWO32 = 4294967296;
+// Module-local copies of what the read side's hot path (read_begin, read_retry, check_retry)
+// uses. An imported binding is live: V8 (Node 20) reloads it from its module cell, with a TDZ
+// check, at every use; a module-local const is folded into the optimised code like a literal.
+const SEQ_WORD = MN_SEQ;
+const BEGIN_NO_WAIT = MUTANT_BEGIN_NO_WAIT;
+const injectionState = injection;
+const notifierStats = mmuNotifierStats;
 const EMPTY_WORDS = new Int32Array(0);
 const SELF = threadId + 1;
 
@@ -936,12 +943,12 @@ export function mmuIntervalReadBegin(sub: MmuIntervalNotifier): number {
   // that has not run yet, or a period already ended); read_retry under the user lock catches the
   // rest. This keeps read_begin at two loads on the hot path instead of a lock round trip.
   const seq = Atomics.load(w, sub.seqIndex);
-  const isInvalidating = seq === Atomics.load(w, MN_SEQ);
-  const st = mmuNotifierStats;
+  const isInvalidating = seq === Atomics.load(w, SEQ_WORD);
+  const st = notifierStats;
   st.readBegins++;
   st.lastReadBeginSlept = false;
   st.lastReadBeginSleepMs = 0;
-  if (isInvalidating && (injection.mutants & MUTANT_BEGIN_NO_WAIT) === 0) {
+  if (isInvalidating && (injectionState.mutants & BEGIN_NO_WAIT) === 0) {
     // wait_event(wq, invalidate_seq != seq): a futex wait on the mm seq word itself, so a change
     // between our check and the sleep is never missed (Atomics.wait compares atomically).
     const t0 = performance.now();

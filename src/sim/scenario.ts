@@ -325,12 +325,6 @@ export function checkScenario(s: Scenario, source = 'scenario'): void {
   if (s.legacy !== undefined && !specs.some((d) => d.protocol === 'v5.4')) {
     bad('legacy', 'legacy (v5.4) options given, but no device speaks v5.4');
   }
-  if (s.subscriptionPages > 0 && !specs.some((d) => d.protocol === 'v5.10' && d.driver === null)) {
-    bad('subscriptionPages', 'applies to the v5.10 reference device, and no device is one');
-  }
-  if (s.accessSection && !specs.some((d) => d.protocol === 'v5.10' && d.driver === null)) {
-    bad('accessSection', 'applies to the v5.10 reference device, and no device is one');
-  }
 }
 
 /** What device i runs: its protocol and its driver module (null: the built-in reference device). */

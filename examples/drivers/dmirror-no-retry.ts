@@ -1,0 +1,1082 @@
+/**
+ * A user's driver for `hmmsim run --driver`: a copy of the v5.10 reference device
+ * (src/driver/dmirror.ts) with ONE bug: the range-fault routine programs the mirror without
+ * checking `mmu_interval_read_retry` under its update lock (the mutant `skip-read-retry`, as a
+ * driver author could write it). The oracles catch it:
+ *
+ *   hmmsim run --driver examples/drivers/dmirror-no-retry.ts --jitter --ops 3000
+ *
+ * Other differences from the reference, to keep the copy self-contained: no migration to device
+ * memory and no mmap (both optional ops), so no device-private pages of its own; its own names
+ * (driver, ops kinds) and device ids from 64 up, so it can run beside the built-in devices.
+ * A driver module exports its `MirrorDriver` as the default export (or as `driver`).
+ */
+import { threadId } from 'node:worker_threads';
+import {
+  ACCESS_READ,
+  ACCESS_WRITE,
+  type AccessContext,
+  type AuditableMirror,
+  noteDeviceWrite,
+  oracleSwitch,
+  reportStaleAccess,
+  type ViolationLog,
+} from '../../src/checker/oracles.js';
+import {
+  injection,
+  MUTANT_INVALIDATE_NO_LOCK,
+  MUTANT_INVALIDATE_NOOP,
+  MUTANT_NO_ACCESS_DRAIN,
+  MUTANT_NO_SET_SEQ,
+  MUTANT_RETRY_OUTSIDE_LOCK,
+  MUTANT_SEQ_NOT_ODD,
+  POINT_AFTER_READ_BEGIN,
+  POINT_BEFORE_PROGRAM,
+  POINT_BEFORE_USER_LOCK,
+  POINT_DEVICE_ACCESS,
+  POINT_IN_INVALIDATE,
+} from '../../src/checker/points.js';
+import {
+  driverHook,
+  driverNow,
+  driverPoint,
+  HOOK_AFTER_HMM_RANGE_FAULT,
+  HOOK_AFTER_INVALIDATE,
+} from '../../src/driver/sched.js';
+import type {
+  DeviceDescriptor,
+  DriverEnv,
+  FileDescriptor,
+  FileStats,
+  MirrorDevice,
+  MirrorDriver,
+  MirrorFile,
+  MirrorOpResult,
+} from '../../src/driver/types.js';
+import { type HmmRange, hmmRangeFault } from '../../src/hmm/hmm.js';
+import {
+  HMM_PFN_ERROR_HI,
+  HMM_PFN_ORDER_SHIFT_HI,
+  HMM_PFN_REQ_FAULT_HI,
+  HMM_PFN_REQ_WRITE_HI,
+  HMM_PFN_VALID_HI,
+  HMM_PFN_WRITE_HI,
+} from '../../src/hmm/pfn.js';
+import { FR_DEVICE_PRIVATE, frOwner, PAGE_SIZE, ZERO_PFN } from '../../src/mm/layout.js';
+import type { MmStruct } from '../../src/mm/mm.js';
+import {
+  EBUSY,
+  EFAULT,
+  EINVAL,
+  ENOENT,
+  MMU_NOTIFY_MIGRATE,
+  type MmuNotifierRange,
+  mmuNotifierRangeBlockable,
+} from '../../src/mm/mmu-notifier.js';
+import type { PhysMem } from '../../src/mm/physmem.js';
+import {
+  MmuIntervalNotifier,
+  mmuIntervalIsInvalidating,
+  mmuIntervalNotifierAttach,
+  mmuIntervalNotifierInsert,
+  mmuIntervalNotifierRemove,
+  mmuIntervalReadBegin,
+  mmuIntervalReadRetry,
+  mmuIntervalSetSeq,
+  mmuNotifierStats,
+  registerMmuIntervalOpsKind,
+} from '../../src/notifier/index.js';
+import { LINE_WORDS, sharedInt32 } from '../../src/shm/layout.js';
+import { mutexLock, mutexTrylock, mutexUnlock } from '../../src/shm/mutex.js';
+
+// ---------------------------------------------------------------------------------------------
+// Constants
+
+export const DMIRROR_DRIVER_NAME = 'dmirror-no-retry';
+/** Ops kinds of the file subscriptions and of snapshot's temporary ones (ops.ts registry). */
+export const DMIRROR_OPS_KIND = 'example.dmirror-no-retry';
+export const DMIRROR_SNAPSHOT_OPS_KIND = 'example.dmirror-no-retry.snapshot';
+/** HMM_RANGE_DEFAULT_TIMEOUT (include/linux/hmm.h), milliseconds. */
+export const HMM_RANGE_DEFAULT_TIMEOUT = 1000;
+/** Pages per range-fault / snapshot / migrate chunk (ARRAY_SIZE(pfns) in test_hmm.c). */
+export const DMIRROR_CHUNK_PAGES = 64;
+
+/** HMM_DMIRROR_PROT_* (lib/test_hmm_uapi.h): snapshot bytes. */
+export const HMM_DMIRROR_PROT_ERROR = 0xff;
+export const HMM_DMIRROR_PROT_NONE = 0x00;
+export const HMM_DMIRROR_PROT_READ = 0x01;
+export const HMM_DMIRROR_PROT_WRITE = 0x02;
+export const HMM_DMIRROR_PROT_PMD = 0x04;
+export const HMM_DMIRROR_PROT_PUD = 0x08;
+export const HMM_DMIRROR_PROT_ZERO = 0x10;
+export const HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL = 0x20;
+export const HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE = 0x30;
+
+// ---- device ctl words ----
+const D_ID = 0;
+const D_FLAGS = 1;
+const D_REGION_PAGES = 2;
+const D_NEXT_FILE = 3;
+const D_SECTION = LINE_WORDS; // access-section count (its own line: every accessor bumps it)
+const D_WORDS = 2 * LINE_WORDS;
+const DF_QUIRK_C = 1;
+const DF_ACCESS_SECTION = 2;
+
+// ---- file ctl words ----
+const F_LOCK = 0; // the update lock (dmirror->mutex), MUTEX_WORDS
+const F_STATS = LINE_WORDS; // op side, written by the thread driving the file
+const ST_HMM_CALLS = 0;
+const ST_HMM_BUSY = 1;
+const ST_READ_RETRY = 2;
+const ST_BEGIN_SLEEPS = 3;
+const ST_FAULTS = 4;
+const ST_PAGES_FAULTED = 5;
+const ST_SNAPSHOTS = 6;
+const ST_ACCESSES = 7;
+const ST_TIMEOUTS = 8;
+const F_INV = 2 * LINE_WORDS; // invalidate side, written by invalidating threads
+const IV_CALLS = 0;
+const IV_SKIPPED = 1;
+const IV_FAILED = 2;
+const IV_ERASED = 3;
+const F_META = 3 * LINE_WORDS;
+const M_ID = 0;
+const M_DEVICE = 1;
+const M_MM = 2;
+const M_CLOSED = 3;
+const M_NSUBS = 4;
+const M_REGION_PAGES = 5;
+const F_WORDS = 4 * LINE_WORDS;
+
+// ---- mirror entry word ----
+const MIR_PRESENT = 1 << 30;
+const MIR_WRITE = 1 << 29;
+const MIR_PFN_MASK = 0x00ffffff;
+/**
+ * The mirror layout, for other devices that reuse it (the v5.4 reference device): two Int32 words
+ * per page of address space, the entry (present, writable, PFN) then the frame generation recorded
+ * when the entry was built (oracle #1).
+ */
+export const DMIRROR_MIR_PRESENT = MIR_PRESENT;
+export const DMIRROR_MIR_WRITE = MIR_WRITE;
+export const DMIRROR_MIR_PFN_MASK = MIR_PFN_MASK;
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+export interface DmirrorDeviceOptions {
+  /** reproduce test_hmm's quirk (c): every file of the device skips its MIGRATE events */
+  quirkC?: boolean;
+  /** device accesses outside the update lock, in a read-side section the invalidate op drains */
+  accessSection?: boolean;
+  /** 0: one subscription per file over the whole space; else one per region of this many pages */
+  regionPages?: number;
+}
+
+export interface DmirrorEnv extends DriverEnv {
+  /** where this thread's oracles record violations (null: counted only) */
+  log?: ViolationLog | null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Thread-local registries
+
+const devicesById = new Map<number, DmirrorDevice>();
+const filesById = new Map<number, DmirrorFile>();
+let nextDeviceId = 64;
+let kindsRegistered = false;
+
+function registerKinds(): void {
+  if (kindsRegistered) return;
+  kindsRegistered = true;
+  registerMmuIntervalOpsKind(DMIRROR_OPS_KIND, resolveFileOps);
+  registerMmuIntervalOpsKind(DMIRROR_SNAPSHOT_OPS_KIND, resolveSnapshotOps);
+}
+
+function fileOrThrow(id: number): DmirrorFile {
+  const f = filesById.get(id);
+  if (f === undefined) {
+    throw new Error(`dmirror file ${id} is not attached in thread ${threadId} (attachFile it first)`);
+  }
+  return f;
+}
+
+function resolveFileOps(opsId: number) {
+  return fileOrThrow(opsId).ops;
+}
+
+function resolveSnapshotOps(opsId: number) {
+  return fileOrThrow(opsId).snapshotOps;
+}
+
+/** This thread's view of a dmirror file by id, if attached here. */
+export function dmirrorFileById(id: number): DmirrorFile | undefined {
+  return filesById.get(id);
+}
+
+/** This thread's view of a dmirror device by id, if attached here. */
+export function dmirrorDeviceById(id: number): DmirrorDevice | undefined {
+  return devicesById.get(id);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The device
+
+export class DmirrorDevice implements MirrorDevice {
+  readonly id: number;
+  readonly owner: number;
+  readonly driver: MirrorDriver;
+  readonly phys: PhysMem;
+  readonly ctl: Int32Array;
+  /** per frame: id of the file that allocated this device frame (zone_device_data), 0 if none */
+  readonly zdd: Int32Array;
+  log: ViolationLog | null;
+  readonly quirkC: boolean;
+  readonly accessSection: boolean;
+  readonly regionPages: number;
+
+  constructor(driver: MirrorDriver, env: DmirrorEnv, ctl: Int32Array, zdd: Int32Array) {
+    this.driver = driver;
+    this.phys = env.phys;
+    this.log = env.log ?? null;
+    this.ctl = ctl;
+    this.zdd = zdd;
+    this.id = Atomics.load(ctl, D_ID);
+    this.owner = this.id;
+    const flags = Atomics.load(ctl, D_FLAGS);
+    this.quirkC = (flags & DF_QUIRK_C) !== 0;
+    this.accessSection = (flags & DF_ACCESS_SECTION) !== 0;
+    this.regionPages = Atomics.load(ctl, D_REGION_PAGES);
+    registerKinds();
+    devicesById.set(this.id, this);
+  }
+
+  descriptor(): DeviceDescriptor {
+    return {
+      driver: DMIRROR_DRIVER_NAME,
+      id: this.id,
+      ctl: this.ctl.buffer as SharedArrayBuffer,
+      zdd: this.zdd.buffer as SharedArrayBuffer,
+    };
+  }
+
+  /** dmirror_fops_open: a new file on this device bound to `mm`, subscribed. */
+  open(mm: MmStruct): DmirrorFile | number {
+    if (mm.users <= 0) return -EINVAL;
+    const n = Atomics.add(this.ctl, D_NEXT_FILE, 1) + 1;
+    const id = (this.id << 16) | n;
+    const regionPages = this.regionPages > 0 ? this.regionPages : mm.npages;
+    const nsubs = Math.ceil(mm.npages / regionPages);
+    const ctl = sharedInt32(F_WORDS);
+    Atomics.store(ctl, F_META + M_ID, id);
+    Atomics.store(ctl, F_META + M_DEVICE, this.id);
+    Atomics.store(ctl, F_META + M_MM, mm.id);
+    Atomics.store(ctl, F_META + M_NSUBS, nsubs);
+    Atomics.store(ctl, F_META + M_REGION_PAGES, regionPages);
+    const mirror = sharedInt32(2 * mm.npages);
+    const subWords = sharedInt32(2 * nsubs);
+    const f = new DmirrorFile(this, mm, ctl, mirror, subWords, []);
+    // mmu_interval_notifier_insert over the whole space (or each region)
+    for (let r = 0; r < nsubs; r++) {
+      const sub = new MmuIntervalNotifier();
+      const start = r * regionPages * PAGE_SIZE;
+      const len = Math.min(regionPages, mm.npages - r * regionPages) * PAGE_SIZE;
+      const ret = mmuIntervalNotifierInsert(sub, mm, start, len, { kind: DMIRROR_OPS_KIND, opsId: id });
+      if (ret !== 0) {
+        for (const s of f.subs) mmuIntervalNotifierRemove(s);
+        filesById.delete(id);
+        return ret;
+      }
+      Atomics.store(subWords, 2 * r, sub.slot);
+      Atomics.store(subWords, 2 * r + 1, sub.gen);
+      f.subs.push(sub);
+    }
+    return f;
+  }
+
+  attachFile(d: FileDescriptor, mm: MmStruct): DmirrorFile {
+    const have = filesById.get(d.id);
+    if (have !== undefined) return have;
+    if (d.mmId !== mm.id) throw new Error(`dmirror file ${d.id} belongs to mm ${d.mmId}, not ${mm.id}`);
+    const subWords = new Int32Array(d.subs as SharedArrayBuffer);
+    const subs: MmuIntervalNotifier[] = [];
+    for (let r = 0; r < subWords.length / 2; r++) {
+      const h = mmuIntervalNotifierAttach(mm, {
+        mmId: mm.id,
+        slot: Atomics.load(subWords, 2 * r),
+        gen: Atomics.load(subWords, 2 * r + 1),
+      });
+      if (h !== null) subs.push(h);
+    }
+    return new DmirrorFile(
+      this,
+      mm,
+      new Int32Array(d.ctl as SharedArrayBuffer),
+      new Int32Array(d.mirror as SharedArrayBuffer),
+      subWords,
+      subs,
+    );
+  }
+
+  /** Accessors entering the device's read-side access section (section model only). */
+  accessEnter(): void {
+    Atomics.add(this.ctl, D_SECTION, 1);
+  }
+
+  accessExit(): void {
+    if (Atomics.sub(this.ctl, D_SECTION, 1) === 1) Atomics.notify(this.ctl, D_SECTION);
+  }
+
+  /** The invalidate op's drain: wait until no access section is open on this device. */
+  accessDrain(): void {
+    for (;;) {
+      const c = Atomics.load(this.ctl, D_SECTION);
+      if (c === 0) return;
+      Atomics.wait(this.ctl, D_SECTION, c, 1);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file
+
+function newStats(): MirrorOpResult {
+  return { ret: 0, cpages: 0, faults: 0, retries: 0 };
+}
+
+export class DmirrorFile implements MirrorFile, AuditableMirror {
+  readonly id: number;
+  readonly device: DmirrorDevice;
+  readonly deviceId: number;
+  readonly mm: MmStruct;
+  readonly phys: PhysMem;
+  readonly ctl: Int32Array;
+  readonly mirror: Int32Array;
+  readonly subWords: Int32Array;
+  readonly subs: MmuIntervalNotifier[];
+  readonly regionPages: number;
+  /** mmu_interval_notifier_ops of the file's subscription(s) */
+  readonly ops: { invalidate: (sub: MmuIntervalNotifier, r: MmuNotifierRange, cur: number) => boolean };
+  /** ops of snapshot's temporary subscriptions (dmirror_snapshot_invalidate) */
+  readonly snapshotOps: {
+    invalidate: (sub: MmuIntervalNotifier, r: MmuNotifierRange, cur: number) => boolean;
+  };
+  /** this thread's scratch: one chunk's hmm_pfns, generations after the walk, and the range */
+  private readonly pfns = new Int32Array(2 * DMIRROR_CHUNK_PAGES);
+  private readonly gens = new Int32Array(DMIRROR_CHUNK_PAGES);
+  private readonly range: HmmRange;
+  private readonly actx: AccessContext;
+  /** progress of the running operation (one per thread at a time) */
+  private cur: MirrorOpResult = newStats();
+  private bounce = new Int32Array(0);
+
+  constructor(
+    device: DmirrorDevice,
+    mm: MmStruct,
+    ctl: Int32Array,
+    mirror: Int32Array,
+    subWords: Int32Array,
+    subs: MmuIntervalNotifier[],
+  ) {
+    this.device = device;
+    this.deviceId = device.id;
+    this.mm = mm;
+    this.phys = device.phys;
+    this.ctl = ctl;
+    this.mirror = mirror;
+    this.subWords = subWords;
+    this.subs = subs;
+    this.id = Atomics.load(ctl, F_META + M_ID);
+    this.regionPages = Atomics.load(ctl, F_META + M_REGION_PAGES);
+    this.ops = { invalidate: (sub, r, cur) => this.invalidateSub(sub, r, cur) };
+    this.snapshotOps = { invalidate: (sub, r, cur) => this.snapshotInvalidate(sub, r, cur) };
+    this.range = {
+      notifier: subs[0] ?? new MmuIntervalNotifier(),
+      notifierSeq: 0,
+      start: 0,
+      end: 0,
+      hmmPfns: this.pfns,
+      defaultFlags: 0,
+      pfnFlagsMask: 0,
+      devPrivateOwner: device.owner,
+    };
+    this.actx = { log: device.log, phys: device.phys, device: device.id, file: this.id, mm: mm.id };
+    filesById.set(this.id, this);
+  }
+
+  descriptor(): FileDescriptor {
+    return {
+      driver: DMIRROR_DRIVER_NAME,
+      id: this.id,
+      deviceId: this.deviceId,
+      mmId: this.mm.id,
+      ctl: this.ctl.buffer as SharedArrayBuffer,
+      mirror: this.mirror.buffer as SharedArrayBuffer,
+      subs: this.subWords.buffer as SharedArrayBuffer,
+    };
+  }
+
+  get closed(): boolean {
+    return Atomics.load(this.ctl, F_META + M_CLOSED) !== 0;
+  }
+
+  private stat(i: number, n = 1): void {
+    Atomics.add(this.ctl, F_STATS + i, n);
+  }
+
+  stats(): FileStats {
+    const c = this.ctl;
+    const s = (i: number): number => Atomics.load(c, F_STATS + i);
+    const v = (i: number): number => Atomics.load(c, F_INV + i);
+    return {
+      hmmCalls: s(ST_HMM_CALLS),
+      hmmBusy: s(ST_HMM_BUSY),
+      readRetryCollisions: s(ST_READ_RETRY),
+      readBeginSleeps: s(ST_BEGIN_SLEEPS),
+      faults: s(ST_FAULTS),
+      pagesFaulted: s(ST_PAGES_FAULTED),
+      snapshots: s(ST_SNAPSHOTS),
+      accesses: s(ST_ACCESSES),
+      timeouts: s(ST_TIMEOUTS),
+      invalidations: v(IV_CALLS),
+      invalidationsSkipped: v(IV_SKIPPED),
+      invalidationsFailed: v(IV_FAILED),
+      entriesErased: v(IV_ERASED),
+    };
+  }
+
+  /** The subscription covering `page` (the only one, or its region's). */
+  private subFor(page: number): MmuIntervalNotifier {
+    return this.subs.length === 1 ? this.subs[0]! : this.subs[Math.floor(page / this.regionPages)]!;
+  }
+
+  /**
+   * True while an invalidation of a subscription covering pages [first, end) is open (see
+   * mmuIntervalIsInvalidating). The migrate path asks it under the update lock before it
+   * installs entries for its new device pages.
+   */
+  invalidationOpen(first: number, end: number): boolean {
+    if (this.subs.length === 1) return mmuIntervalIsInvalidating(this.subs[0]!);
+    for (let p = first; p < end; p = (Math.floor(p / this.regionPages) + 1) * this.regionPages) {
+      if (mmuIntervalIsInvalidating(this.subFor(p))) return true;
+    }
+    return false;
+  }
+
+  lock(): void {
+    mutexLock(this.ctl, F_LOCK);
+  }
+  unlock(): void {
+    mutexUnlock(this.ctl, F_LOCK);
+  }
+  /** For oracle #4 and the watchdog. */
+  lockHeld(): boolean {
+    return Atomics.load(this.ctl, F_LOCK) !== 0;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // The invalidate op
+
+  invalidate(range: MmuNotifierRange, curSeq: number): boolean {
+    let ok = true;
+    for (const s of this.subs) {
+      if (s.start < range.end && range.start < s.end) ok = this.invalidateSub(s, range, curSeq) && ok;
+    }
+    return ok;
+  }
+
+  /**
+   * dmirror_interval_invalidate: (1) skip the device's own MIGRATE (by default only the file
+   * that started it: quirk (c) fixed); (2) take the update lock, or only try it on a
+   * non-blockable range; (3) set the subscription's seq; (4) erase the mirror entries of pages
+   * start..end INCLUSIVE (the test driver's index: the page after the range goes too); (5) unlock.
+   * In the access-section model the op then waits out accesses that may use erased entries.
+   */
+  invalidateSub(sub: MmuIntervalNotifier, range: MmuNotifierRange, curSeq: number): boolean {
+    const mutants = injection.mutants; // read once per operation
+    const c = this.ctl;
+    Atomics.add(c, F_INV + IV_CALLS, 1);
+    const dev = this.device;
+    if (
+      range.event === MMU_NOTIFY_MIGRATE &&
+      range.owner === dev.owner &&
+      (dev.quirkC || range.ownerFile === this.id)
+    ) {
+      Atomics.add(c, F_INV + IV_SKIPPED, 1);
+      // hmmsim (quirk (c) fixed): the migration erases this file's entries itself, but the CPU
+      // side still changes, so the seq moves (under the lock, nothing erased). Otherwise a range
+      // fault of this file that got the device page from hmm_range_fault just before a CPU fault
+      // moved it back (migrate_to_ram, from any thread) passes read_retry and mirrors the freed
+      // device frame. The test driver (quirkC) returns at once.
+      if (!dev.quirkC && mmuNotifierRangeBlockable(range)) {
+        mutexLock(c, F_LOCK);
+        mmuIntervalSetSeq(sub, curSeq);
+        mutexUnlock(c, F_LOCK);
+      }
+      return true;
+    }
+    const locked = (mutants & MUTANT_INVALIDATE_NO_LOCK) === 0;
+    if (locked) {
+      if (mmuNotifierRangeBlockable(range)) mutexLock(c, F_LOCK);
+      else if (!mutexTrylock(c, F_LOCK)) {
+        Atomics.add(c, F_INV + IV_FAILED, 1);
+        return false;
+      }
+    }
+    if ((mutants & MUTANT_NO_SET_SEQ) === 0) {
+      mmuIntervalSetSeq(sub, (mutants & MUTANT_SEQ_NOT_ODD) !== 0 ? (curSeq - 1) | 0 : curSeq);
+    }
+    driverPoint(POINT_IN_INVALIDATE);
+    if ((mutants & MUTANT_INVALIDATE_NOOP) === 0) this.dmirrorDoUpdate(range.start, range.end);
+    if (locked) mutexUnlock(c, F_LOCK);
+    if (dev.accessSection && (mutants & MUTANT_NO_ACCESS_DRAIN) === 0) dev.accessDrain();
+    driverHook(HOOK_AFTER_INVALIDATE);
+    return true;
+  }
+
+  /** dmirror_do_update: erase pages start>>12 .. end>>12 inclusive (clipped to the space). */
+  private dmirrorDoUpdate(start: number, end: number): void {
+    const m = this.mirror;
+    const first = Math.floor(start / PAGE_SIZE);
+    const last = Math.min(Math.floor(end / PAGE_SIZE), this.mm.npages - 1);
+    let erased = 0;
+    for (let p = first; p <= last; p++) {
+      // Plain read under the update lock: every writer of mirror entries holds it (the Atomics
+      // acquisition orders their stores before this read); the erase itself is an Atomics store.
+      if (m[2 * p] !== 0) {
+        Atomics.store(m, 2 * p, 0);
+        erased++;
+      }
+    }
+    if (erased !== 0) Atomics.add(this.ctl, F_INV + IV_ERASED, erased);
+  }
+
+  /** dmirror_snapshot_invalidate: the temporary subscription's op only sets its seq. */
+  private snapshotInvalidate(sub: MmuIntervalNotifier, range: MmuNotifierRange, curSeq: number): boolean {
+    const c = this.ctl;
+    if (mmuNotifierRangeBlockable(range)) mutexLock(c, F_LOCK);
+    else if (!mutexTrylock(c, F_LOCK)) return false;
+    mmuIntervalSetSeq(sub, curSeq);
+    mutexUnlock(c, F_LOCK);
+    return true;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // The range-fault routine
+
+  rangeFault(start: number, end: number, write: boolean): number {
+    this.cur = newStats();
+    return this.dmirrorFault(start, end, write);
+  }
+
+  /**
+   * dmirror_fault: from `start` to `end` in chunks of at most 64 pages (from `start`, not
+   * aligned; never across a region's subscription), each through dmirrorRangeFault; stops at the
+   * first chunk error.
+   */
+  private dmirrorFault(start: number, end: number, write: boolean): number {
+    // test_hmm returns 0 here when mmget_not_zero fails (and its callers loop); hmmsim: -EINVAL.
+    if (this.mm.users <= 0) return -EINVAL;
+    const range = this.range;
+    range.defaultFlags = HMM_PFN_REQ_FAULT_HI | (write ? HMM_PFN_REQ_WRITE_HI : 0);
+    range.pfnFlagsMask = 0;
+    for (let addr = start; addr < end; ) {
+      let next = Math.min(end, addr + DMIRROR_CHUNK_PAGES * PAGE_SIZE);
+      if (this.subs.length > 1) {
+        const regionEnd =
+          (Math.floor(addr / PAGE_SIZE / this.regionPages) + 1) * this.regionPages * PAGE_SIZE;
+        if (next > regionEnd) next = regionEnd;
+      }
+      range.notifier = this.subFor(addr / PAGE_SIZE);
+      range.start = addr;
+      range.end = next;
+      const ret = this.dmirrorRangeFault(range, write);
+      if (ret !== 0) return ret;
+      addr = next;
+    }
+    return 0;
+  }
+
+  /**
+   * dmirror_range_fault: the documented pattern (Documentation/vm/hmm.rst) under a deadline of
+   * HMM_RANGE_DEFAULT_TIMEOUT from the chunk's start, checked at the top of each attempt.
+   * Every return to read_begin counts as a retry.
+   */
+  private dmirrorRangeFault(range: HmmRange, write: boolean): number {
+    const mutants = injection.mutants; // read once per operation
+    const mm = this.mm;
+    const sub = range.notifier;
+    const c = this.ctl;
+    const deadline = driverNow() + HMM_RANGE_DEFAULT_TIMEOUT;
+    for (let attempt = 0; ; attempt++) {
+      if (driverNow() > deadline) {
+        this.stat(ST_TIMEOUTS);
+        return -EBUSY;
+      }
+      if (attempt > 0) this.cur.retries++;
+      range.notifierSeq = mmuIntervalReadBegin(sub);
+      if (mmuNotifierStats.lastReadBeginSlept) this.stat(ST_BEGIN_SLEEPS);
+      driverPoint(POINT_AFTER_READ_BEGIN);
+      mm.mmapReadLock();
+      const ret = hmmRangeFault(range);
+      mm.mmapReadUnlock();
+      this.stat(ST_HMM_CALLS);
+      if (ret !== 0) {
+        if (ret === -EBUSY) {
+          this.stat(ST_HMM_BUSY);
+          continue;
+        }
+        return ret;
+      }
+      this.recordGenerations(range);
+      driverHook(HOOK_AFTER_HMM_RANGE_FAULT);
+      // MUTANT retry-outside-lock: the authoritative check made before the lock, so an
+      // invalidation between it and the lock goes unseen.
+      if ((mutants & MUTANT_RETRY_OUTSIDE_LOCK) !== 0 && mmuIntervalReadRetry(sub, range.notifierSeq)) {
+        this.stat(ST_READ_RETRY);
+        continue;
+      }
+      driverPoint(POINT_BEFORE_USER_LOCK);
+      mutexLock(c, F_LOCK);
+      // THE BUG: no mmu_interval_read_retry(sub, range.notifierSeq) here; an invalidation that
+      // ran between the walk and this lock goes unseen, and the mirror maps what it freed.
+      break;
+    }
+    driverPoint(POINT_BEFORE_PROGRAM);
+    const ret = this.dmirrorDoFault(range, write);
+    mutexUnlock(c, F_LOCK);
+    return ret;
+  }
+
+  /**
+   * The generation of each page's frame right after the walk, recorded in the mirror with the
+   * entry (oracle #1): a frame freed after the walk and before the install is then caught at the
+   * first access, which recording at install time would miss.
+   */
+  private recordGenerations(range: HmmRange): void {
+    if (!oracleSwitch.enabled) return; // oracles off (scenario `oracles: false`): nothing checks them
+    const n = (range.end - range.start) / PAGE_SIZE;
+    const pfns = this.pfns;
+    const gen = this.phys.frames.gen;
+    const g = this.gens;
+    for (let i = 0; i < n; i++) {
+      g[i] = (pfns[2 * i + 1]! & HMM_PFN_VALID_HI) !== 0 ? Atomics.load(gen, pfns[2 * i]!) : 0;
+    }
+  }
+
+  /**
+   * dmirror_do_fault, under the update lock: install each page's frame, writable iff the output
+   * has WRITE. Quirk (b): a write request that got VALID without WRITE (the device's own
+   * read-only private page) fails with -EFAULT, entries stored before it stay.
+   */
+  private dmirrorDoFault(range: HmmRange, write: boolean): number {
+    const m = this.mirror;
+    const pfns = this.pfns;
+    const g = this.gens;
+    const first = range.start / PAGE_SIZE;
+    const n = (range.end - range.start) / PAGE_SIZE;
+    for (let i = 0; i < n; i++) {
+      const hi = pfns[2 * i + 1]!;
+      if ((hi & HMM_PFN_VALID_HI) === 0 || (hi & HMM_PFN_ERROR_HI) !== 0) return -EFAULT; // WARN_ON
+      let e = MIR_PRESENT | (pfns[2 * i]! & MIR_PFN_MASK);
+      if ((hi & HMM_PFN_WRITE_HI) !== 0) e |= MIR_WRITE;
+      else if (write) return -EFAULT;
+      const p = first + i;
+      Atomics.store(m, 2 * p + 1, g[i]!);
+      Atomics.store(m, 2 * p, e);
+    }
+    this.stat(ST_PAGES_FAULTED, n);
+    return 0;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Device accesses through the mirror
+
+  /**
+   * dmirror_do_read / dmirror_do_write from page `first`: copy pages until `end` or the first
+   * page with no usable entry (-ENOENT; for a write a read-only entry counts as missing).
+   * `this.cur.cpages` counts pages done. Runs under the update lock, or (section model) inside
+   * the device's access section.
+   */
+  private doAccess(first: number, end: number, buf: Int32Array, bufPage0: number, what: number): number {
+    const ret = dmirrorAccessPages(
+      this.mirror,
+      this.phys,
+      this.actx,
+      this.device.accessSection,
+      first,
+      end,
+      buf,
+      bufPage0,
+      what,
+    );
+    const done = dmirrorAccessDone.pages;
+    this.cur.cpages += done;
+    if (done !== 0) this.stat(ST_ACCESSES, done);
+    return ret;
+  }
+
+  /** One access pass under the update lock (or the access section). */
+  private accessPass(first: number, end: number, buf: Int32Array, bufPage0: number, what: number): number {
+    const dev = this.device;
+    if (dev.accessSection) {
+      dev.accessEnter();
+      try {
+        return this.doAccess(first, end, buf, bufPage0, what);
+      } finally {
+        dev.accessExit();
+      }
+    }
+    mutexLock(this.ctl, F_LOCK);
+    try {
+      return this.doAccess(first, end, buf, bufPage0, what);
+    } finally {
+      mutexUnlock(this.ctl, F_LOCK);
+    }
+  }
+
+  /** Common ioctl argument checks: aligned, npages > 0, no overflow, inside the space. */
+  private checkArgs(addr: number, npages: number): number {
+    if (!Number.isSafeInteger(addr) || addr < 0 || addr % PAGE_SIZE !== 0) return -EINVAL;
+    if (!Number.isSafeInteger(npages) || npages <= 0) return -EINVAL;
+    if (addr + npages * PAGE_SIZE > 2 ** 53) return -EINVAL;
+    return 0;
+  }
+
+  /** Pages of the request that lie inside the simulated space (beyond it: no VMA, -EFAULT). */
+  private clipOutside(addr: number, npages: number): boolean {
+    return addr / PAGE_SIZE + npages > this.mm.npages;
+  }
+
+  /** dmirror_read / dmirror_write: access through the mirror, faulting missing pages. */
+  private readWrite(addr: number, npages: number, buf: Int32Array, write: boolean): MirrorOpResult {
+    const res = newStats();
+    this.cur = res;
+    res.ret = this.checkArgs(addr, npages);
+    if (res.ret !== 0) return res;
+    if (buf.length < npages * this.phys.W) throw new RangeError('buffer shorter than npages * W words');
+    if (this.mm.users <= 0) {
+      res.ret = -EINVAL;
+      return res;
+    }
+    if (this.clipOutside(addr, npages)) {
+      res.ret = -EFAULT;
+      return res;
+    }
+    const page0 = addr / PAGE_SIZE;
+    const end = page0 + npages;
+    const what = write ? ACCESS_WRITE : ACCESS_READ;
+    // A read copies into a bounce buffer first: data reaches the caller only on success.
+    const user = buf;
+    if (!write) buf = this.bounceFor(npages);
+    for (;;) {
+      const ret = this.accessPass(page0 + res.cpages, end, buf, page0, what);
+      if (ret !== -ENOENT) {
+        res.ret = ret;
+        break;
+      }
+      const start = (page0 + res.cpages) * PAGE_SIZE;
+      const fr = this.dmirrorFault(start, end * PAGE_SIZE, write);
+      if (fr !== 0) {
+        res.ret = fr;
+        break;
+      }
+      res.faults++;
+      this.stat(ST_FAULTS);
+    }
+    if (!write && res.ret === 0) user.set(buf.subarray(0, npages * this.phys.W));
+    return res;
+  }
+
+  /** This thread's bounce buffer for reads (dmirror_bounce_init), grown on demand. */
+  private bounceFor(npages: number): Int32Array {
+    const n = npages * this.phys.W;
+    if (this.bounce.length < n) this.bounce = new Int32Array(n);
+    return this.bounce;
+  }
+
+  read(addr: number, npages: number, out: Int32Array): MirrorOpResult {
+    return this.readWrite(addr, npages, out, false);
+  }
+
+  write(addr: number, npages: number, src: Int32Array): MirrorOpResult {
+    return this.readWrite(addr, npages, src, true);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Snapshot
+
+  /**
+   * dmirror_snapshot: in chunks of 64 pages, each with a temporary subscription over exactly the
+   * chunk, the retry loop without faulting, bytes built under the lock, the subscription removed.
+   * Each finished chunk's bytes are in `out` at once.
+   */
+  snapshot(addr: number, npages: number, out: Uint8Array): MirrorOpResult {
+    const res = newStats();
+    this.cur = res;
+    res.ret = this.checkArgs(addr, npages);
+    if (res.ret !== 0) return res;
+    if (out.length < npages) throw new RangeError('snapshot buffer shorter than npages');
+    if (this.mm.users <= 0) {
+      res.ret = -EINVAL;
+      return res;
+    }
+    const end = addr + npages * PAGE_SIZE;
+    for (let a = addr; a < end; ) {
+      const next = Math.min(a + DMIRROR_CHUNK_PAGES * PAGE_SIZE, end);
+      const ret = this.dmirrorRangeSnapshot(a, next, out, (a - addr) / PAGE_SIZE);
+      if (ret !== 0) {
+        res.ret = ret;
+        return res;
+      }
+      res.cpages += (next - a) / PAGE_SIZE;
+      a = next;
+    }
+    this.stat(ST_SNAPSHOTS);
+    return res;
+  }
+
+  /** dmirror_range_snapshot */
+  private dmirrorRangeSnapshot(start: number, end: number, out: Uint8Array, outBase: number): number {
+    const sub = new MmuIntervalNotifier();
+    const ins = mmuIntervalNotifierInsert(sub, this.mm, start, end - start, {
+      kind: DMIRROR_SNAPSHOT_OPS_KIND,
+      opsId: this.id,
+    });
+    if (ins !== 0) return ins;
+    const range = this.range;
+    range.notifier = sub;
+    range.start = start;
+    range.end = end;
+    range.defaultFlags = 0;
+    range.pfnFlagsMask = 0;
+    const c = this.ctl;
+    const mm = this.mm;
+    const deadline = driverNow() + HMM_RANGE_DEFAULT_TIMEOUT;
+    let ret = 0;
+    for (let attempt = 0; ; attempt++) {
+      if (driverNow() > deadline) {
+        this.stat(ST_TIMEOUTS);
+        ret = -EBUSY;
+        break;
+      }
+      if (attempt > 0) this.cur.retries++;
+      range.notifierSeq = mmuIntervalReadBegin(sub);
+      if (mmuNotifierStats.lastReadBeginSlept) this.stat(ST_BEGIN_SLEEPS);
+      driverPoint(POINT_AFTER_READ_BEGIN);
+      mm.mmapReadLock();
+      ret = hmmRangeFault(range);
+      mm.mmapReadUnlock();
+      this.stat(ST_HMM_CALLS);
+      if (ret !== 0) {
+        if (ret === -EBUSY) {
+          this.stat(ST_HMM_BUSY);
+          continue;
+        }
+        break;
+      }
+      driverPoint(POINT_BEFORE_USER_LOCK);
+      mutexLock(c, F_LOCK);
+      if (mmuIntervalReadRetry(sub, range.notifierSeq)) {
+        mutexUnlock(c, F_LOCK);
+        this.stat(ST_READ_RETRY);
+        continue;
+      }
+      const n = (end - start) / PAGE_SIZE;
+      for (let i = 0; i < n; i++) out[outBase + i] = this.dmirrorMkentry(i);
+      mutexUnlock(c, F_LOCK);
+      break;
+    }
+    mmuIntervalNotifierRemove(sub);
+    return ret;
+  }
+
+  /** dmirror_mkentry: one HMM_DMIRROR_PROT_* byte from page i of the chunk's words. */
+  private dmirrorMkentry(i: number): number {
+    const hi = this.pfns[2 * i + 1]!;
+    if ((hi & HMM_PFN_ERROR_HI) !== 0) return HMM_DMIRROR_PROT_ERROR;
+    if ((hi & HMM_PFN_VALID_HI) === 0) return HMM_DMIRROR_PROT_NONE;
+    const pfn = this.pfns[2 * i]!;
+    const order = (hi >>> HMM_PFN_ORDER_SHIFT_HI) & 0x1f;
+    const st = this.phys.frameState(pfn);
+    let perm: number;
+    if ((st & FR_DEVICE_PRIVATE) !== 0) {
+      perm =
+        frOwner(st) === this.device.owner
+          ? HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL
+          : HMM_DMIRROR_PROT_DEV_PRIVATE_REMOTE;
+    } else if (pfn === ZERO_PFN && order === 0) perm = HMM_DMIRROR_PROT_ZERO;
+    else perm = HMM_DMIRROR_PROT_NONE;
+    perm |= (hi & HMM_PFN_WRITE_HI) !== 0 ? HMM_DMIRROR_PROT_WRITE : HMM_DMIRROR_PROT_READ;
+    if (order === 9) perm |= HMM_DMIRROR_PROT_PMD;
+    else if (order === 18) perm |= HMM_DMIRROR_PROT_PUD;
+    return perm;
+  }
+
+  /**
+   * dmirror_migrate_finalize_and_map, for one page: install the new device frame, writable if
+   * the migration made the CPU entry writable. Called by the migration helper with the lock held.
+   */
+  installMigrated(page: number, pfn: number, writable: boolean): void {
+    const m = this.mirror;
+    Atomics.store(m, 2 * page + 1, Atomics.load(this.phys.frames.gen, pfn));
+    Atomics.store(m, 2 * page, MIR_PRESENT | (writable ? MIR_WRITE : 0) | (pfn & MIR_PFN_MASK));
+  }
+
+  /** Erase one entry (migrate_to_ram: the file that migrated the page). Caller holds the lock. */
+  eraseEntry(page: number): void {
+    if (Atomics.load(this.mirror, 2 * page) !== 0) Atomics.store(this.mirror, 2 * page, 0);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Oracle #3 and teardown
+
+  forEachMirrorEntry(visit: (page: number, pfn: number, writable: boolean) => void): void {
+    const m = this.mirror;
+    for (let p = 0; p < this.mm.npages; p++) {
+      const e = Atomics.load(m, 2 * p);
+      if (e !== 0) visit(p, e & MIR_PFN_MASK, (e & MIR_WRITE) !== 0);
+    }
+  }
+
+  /** The entry of `page`: -1 if absent, else the PFN (bit 30 of the result: writable). For tests. */
+  mirrorEntry(page: number): { pfn: number; writable: boolean; gen: number } | null {
+    const e = Atomics.load(this.mirror, 2 * page);
+    if (e === 0) return null;
+    return {
+      pfn: e & MIR_PFN_MASK,
+      writable: (e & MIR_WRITE) !== 0,
+      gen: Atomics.load(this.mirror, 2 * page + 1),
+    };
+  }
+
+  /** dmirror_fops_release: remove the subscription(s); the mirror is dropped. */
+  close(): number {
+    if (Atomics.exchange(this.ctl, F_META + M_CLOSED, 1) !== 0) return -EINVAL;
+    for (const s of this.subs) if (s.slot >= 0) mmuIntervalNotifierRemove(s);
+    filesById.delete(this.id);
+    return 0;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device accesses through a mirror (shared with the v5.4 reference device)
+
+/** Pages the last dmirrorAccessPages call on this thread completed. */
+export const dmirrorAccessDone = { pages: 0 };
+
+/**
+ * dmirror_do_read / dmirror_do_write over a mirror in dmirror's layout, from page `first`: copy
+ * pages until `end` or the first page with no usable entry (-ENOENT; for a write a read-only
+ * entry counts as missing), checking each entry's recorded generation before and after the copy
+ * (oracle #1). `dmirrorAccessDone.pages` gets the pages done. The caller holds the mirror's update
+ * lock, or (`section`) is inside an access section the invalidate op drains.
+ */
+export function dmirrorAccessPages(
+  m: Int32Array,
+  phys: PhysMem,
+  actx: AccessContext,
+  section: boolean,
+  first: number,
+  end: number,
+  buf: Int32Array,
+  bufPage0: number,
+  what: number,
+): number {
+  const W = phys.W;
+  const data = phys.frames.data;
+  const gen = phys.frames.gen;
+  const write = what === ACCESS_WRITE;
+  const need = write ? MIR_PRESENT | MIR_WRITE : MIR_PRESENT;
+  const check = oracleSwitch.enabled; // read once per operation
+  let done = 0;
+  let ret = 0;
+  for (let p = first; p < end; p++) {
+    // Under the lock: plain reads, ordered after every writer by the lock acquisition. In the
+    // section model the entry is read with Atomics (its writers do not exclude us), entry last
+    // written, so the generation read after it belongs to this entry or a newer one.
+    const e = section ? Atomics.load(m, 2 * p) : m[2 * p]!;
+    if ((e & need) !== need) {
+      ret = -ENOENT;
+      break;
+    }
+    const g = section ? Atomics.load(m, 2 * p + 1) : m[2 * p + 1]!;
+    const pfn = e & MIR_PFN_MASK;
+    const g0 = check ? Atomics.load(gen, pfn) : g;
+    if (g0 !== g) reportStaleAccess(actx, what, p, pfn, g, g0);
+    driverPoint(POINT_DEVICE_ACCESS);
+    const fb = pfn * W;
+    const bb = (p - bufPage0) * W;
+    if (write) {
+      for (let i = 0; i < W; i++) Atomics.store(data, fb + i, buf[bb + i]!);
+      noteDeviceWrite(phys, pfn);
+    } else {
+      // Plain reads of frame content: tear-free Int32 words; the frame cannot be freed while
+      // its entry is mirrored and we hold the lock (or the section the op drains), and the
+      // generation check below catches a protocol bug that freed it during the copy.
+      for (let i = 0; i < W; i++) buf[bb + i] = data[fb + i]!;
+    }
+    if (check && g0 === g) {
+      const g1 = Atomics.load(gen, pfn);
+      if (g1 !== g) reportStaleAccess(actx, what, p, pfn, g, g1);
+    }
+    done++;
+  }
+  dmirrorAccessDone.pages = done;
+  return ret;
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU fault on a device page
+
+// ---------------------------------------------------------------------------------------------
+// The driver object
+
+function createDeviceCtl(opts: DmirrorDeviceOptions, nframes: number): { ctl: Int32Array; zdd: Int32Array } {
+  // Owner ids are 7 bits (the frame state's owner field): ids cycle through 1..127, so at most
+  // 127 devices may be alive at once. Devices are created on the main thread only.
+  const id = nextDeviceId;
+  nextDeviceId = nextDeviceId === 127 ? 64 : nextDeviceId + 1;
+  const ctl = sharedInt32(D_WORDS);
+  Atomics.store(ctl, D_ID, id);
+  Atomics.store(ctl, D_FLAGS, (opts.quirkC ? DF_QUIRK_C : 0) | (opts.accessSection ? DF_ACCESS_SECTION : 0));
+  Atomics.store(ctl, D_REGION_PAGES, opts.regionPages ?? 0);
+  return { ctl, zdd: sharedInt32(nframes) };
+}
+
+/** The v5.10 reference driver. `createDevice` takes DmirrorDeviceOptions. */
+export interface DmirrorDriver extends MirrorDriver {
+  createDevice(env: DmirrorEnv, opts?: DmirrorDeviceOptions): DmirrorDevice;
+  attachDevice(env: DmirrorEnv, d: DeviceDescriptor): DmirrorDevice;
+}
+
+export const dmirrorDriver: DmirrorDriver = {
+  name: DMIRROR_DRIVER_NAME,
+  createDevice(env: DmirrorEnv, opts: DmirrorDeviceOptions = {}): DmirrorDevice {
+    const { ctl, zdd } = createDeviceCtl(opts, env.phys.nframes);
+    return new DmirrorDevice(dmirrorDriver, env, ctl, zdd);
+  },
+  attachDevice(env: DmirrorEnv, d: DeviceDescriptor): DmirrorDevice {
+    const have = devicesById.get(d.id);
+    if (have !== undefined && have.ctl.buffer === d.ctl) return have;
+    return new DmirrorDevice(
+      dmirrorDriver,
+      env,
+      new Int32Array(d.ctl as SharedArrayBuffer),
+      new Int32Array(d.zdd as SharedArrayBuffer),
+    );
+  },
+};
+
+/** Convenience: the test driver's module init makes two devices. */
+export function dmirrorCreateDevices(
+  env: DmirrorEnv,
+  n = 2,
+  opts: DmirrorDeviceOptions = {},
+): DmirrorDevice[] {
+  const out: DmirrorDevice[] = [];
+  for (let i = 0; i < n; i++) out.push(dmirrorDriver.createDevice(env, opts));
+  return out;
+}
+
+export default dmirrorDriver;
