@@ -95,7 +95,7 @@ describe('the v5.4 race, for real (threads, jitter, the correct legacy driver)',
       r54.devices?.map((d) => d.protocol),
       why54,
     ).toEqual(['v5.4', 'v5.4']);
-    const r510 = await run(boundedScenario({ ...base, ops: 1500, protocol: 'v5.10' }));
+    const r510 = await run(boundedScenario({ ...base, ops: 1000, protocol: 'v5.10' }));
     const why510 = `v5.10: ${describeRun(r510)}`;
     expect(r510.outcome.violations, why510).toBe(0);
     expect(r510.outcome.exitCode, why510).toBe(0);
@@ -121,7 +121,7 @@ describe('side by side: scenarios/disjoint.json under both protocols', () => {
     const seed = testSeed();
     const t = io();
     const code = await runWithOptions(
-      { scenario: 'scenarios/disjoint.json', protocol: 'both', ops: 2000, seed, progress: false },
+      { scenario: 'scenarios/disjoint.json', protocol: 'both', ops: 1000, seed, progress: false },
       t.io,
     );
     const text = t.out.join('');
