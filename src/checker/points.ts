@@ -84,11 +84,25 @@ export function mutantOn(bit: number): boolean {
   return (injection.mutants & bit) !== 0;
 }
 
+let pointHook: ((point: number) => void) | null = null;
+
 /**
- * A named interleaving point. With jitter on: half the time nothing, otherwise a short spin
+ * Install (or clear with null) this thread's hook on every named point (mm and driver points
+ * alike): a deterministic test runs another thread's work synchronously there. Returns the
+ * previous hook. The driver's own hook points are in driver/sched.ts.
+ */
+export function setJitterPointHook(h: ((point: number) => void) | null): ((point: number) => void) | null {
+  const prev = pointHook;
+  pointHook = h;
+  return prev;
+}
+
+/**
+ * A named interleaving point. The test hook (if any) runs first. With jitter on: half the time nothing, otherwise a short spin
  * (up to ~2 us) or, rarely, a sleep of up to ~100 us, so another thread can run into the window.
  */
 export function jitterPoint(point: number): void {
+  if (pointHook !== null) pointHook(point);
   if (!injection.jitter) return;
   injection.passes[point]!++;
   let x = injection.rng;

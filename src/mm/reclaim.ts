@@ -5,6 +5,7 @@
  * frame still lazy-free after MADV_FREE is discarded instead and its PTE left none. A THP is split
  * first (reclaim's THP split: its own 2 MiB CLEAR), then swapped page by page.
  */
+import { jitterPoint, POINT_BEFORE_END } from '../checker/points.js';
 import {
   FR_LAZYFREE,
   FR_PAGECACHE,
@@ -126,9 +127,18 @@ function reclaimOnePage(mm: MmStruct, page: number, e: number): number {
   }
   ptlLock(mm);
   const ok = Atomics.load(mm.pte, page) === e;
-  if (ok) Atomics.store(mm.pte, page, lazy ? 0 : PTE_TYPE_SWAP | slot);
+  if (ok) {
+    // pageout before the swap entry is visible: the content and its write counter move into the
+    // slot first. The kernel's swap cache keeps the page findable through the entry from
+    // add_to_swap on (do_swap_page finds it there); hmmsim has no swap cache, so a fault on the
+    // entry (a device's hmm_range_fault) reads the slot, which must hold the content by then.
+    // The frame cannot change meanwhile: the start callbacks fenced device writes, and the PTE
+    // is still `e` under the PTL.
+    if (!lazy) phys.swapOutContent(slot, pfn);
+    Atomics.store(mm.pte, page, lazy ? 0 : PTE_TYPE_SWAP | slot);
+  }
   ptlUnlock(mm);
-  if (ok && !lazy) phys.swapOutContent(slot, pfn); // pageout: the write counter moves too
+  jitterPoint(POINT_BEFORE_END);
   const afterClear = mm.freeMode === MM_FREE_AFTER_CLEAR;
   if (ok && afterClear) freeReclaimed(mm, page, pfn, lazy);
   invalidateRangeEnd(mm, range);
