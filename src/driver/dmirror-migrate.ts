@@ -11,6 +11,7 @@ import {
   type MigrateVma,
   migratePfnToPfn,
   migrateToRamOnePage,
+  migrateVmaEntryWritable,
   migrateVmaInit,
   migrateVmaNextChunk,
   migrateVmaStillMapped,
@@ -59,7 +60,8 @@ export function dmirrorMigrateChunk(f: DmirrorFile, addr: number, end: number): 
 /**
  * dmirror_migrate_finalize_and_map: under the update lock, install every page that moved. The
  * entry is writable if the source PTE was, or, for a page that had no source (empty or zero
- * page), if the VMA has VM_WRITE (dmirror_migrate_alloc_and_copy's rule).
+ * page), if the VMA has VM_WRITE (dmirror_migrate_alloc_and_copy's rule), and (hmmsim) only if
+ * the CPU entry finalize turns into the device-private entry is still writable.
  */
 function dmirrorMigrateFinalizeAndMap(f: DmirrorFile, m: MigrateVma): void {
   const mm = f.mm;
@@ -85,7 +87,12 @@ function dmirrorMigrateFinalizeAndMap(f: DmirrorFile, m: MigrateVma): void {
         f.eraseEntry(sp + i);
         continue;
       }
-      const writable = (s & MIGRATE_PFN_WRITE) !== 0 || (migratePfnToPfn(s) < 0 && vmaWrite);
+      // ... and never more permissive than the CPU entry now is: a NUMA hinting pass since the
+      // collect may have write-protected the migration entry (its invalidation erased nothing
+      // of this page's new entry, which did not exist yet), and finalize keeps that
+      const writable =
+        ((s & MIGRATE_PFN_WRITE) !== 0 || (migratePfnToPfn(s) < 0 && vmaWrite)) &&
+        migrateVmaEntryWritable(mm, m, i);
       f.installMigrated(sp + i, dpfn, writable);
     }
   } finally {

@@ -383,6 +383,18 @@ export function migrateVmaStillMapped(mm: MmStruct, m: MigrateVma, i: number): b
   return (e & PTE_TYPE_MASK) === PTE_TYPE_DEVICE_PRIVATE && (e & PTE_PAYLOAD_MASK) === newpfn;
 }
 
+/**
+ * Between migrate_vma_pages and migrate_vma_finalize, for a page migrateVmaStillMapped accepts:
+ * true if its CPU entry is still writable. The collect-time MIGRATE_PFN_WRITE can be stale: a
+ * change_protection under the mmap read lock (NUMA hinting's change_prot_numa) makes writable
+ * migration and device-private entries read-only meanwhile, and remove_migration_pte then
+ * installs the new page read-only. A driver installing the new page (under its update lock,
+ * with no invalidation of its subscription open) must not map it more permissively than this.
+ */
+export function migrateVmaEntryWritable(mm: MmStruct, m: MigrateVma, i: number): boolean {
+  return (Atomics.load(mm.pte, m.start / PAGE_SIZE + i) & PTE_WRITE) !== 0;
+}
+
 // ------------------------------------------------------------------------------------------
 // The reference device's two directions
 
@@ -394,7 +406,8 @@ export interface MigrateToDeviceOps {
   copy?: (dstPfn: number, srcPfn: number) => void;
   /**
    * dmirror_migrate_finalize_and_map: install the mirror entries for the pages whose src still
-   * has MIGRATE_PFN_MIGRATE, from dst (MIGRATE_PFN_WRITE: writable). Called after
+   * has MIGRATE_PFN_MIGRATE, from dst (MIGRATE_PFN_WRITE: writable, unless the CPU entry lost
+   * write since the collect: migrateVmaEntryWritable). Called after
    * migrateVmaPages and before migrateVmaFinalize, while the CPU PTEs are still migration
    * entries: a CPU fault that would migrate a page back waits for finalize, so it cannot erase
    * the entry before it is installed. A page zapped meanwhile (migrateVmaStillMapped false) or
