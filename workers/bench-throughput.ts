@@ -26,11 +26,15 @@ import {
   T_MODE,
   T_SEED,
   T_SPIN,
+  T_WORLD,
+  TD_ACCESS_US,
   TD_ACCESSES,
   TD_CHUNKS,
   TD_CRASHED,
   TD_ERRORS,
+  TD_FAULT_US,
   TD_IDLE_EPOCH,
+  TD_LOCK_US,
   TD_OPS,
   TD_PAGES,
   TD_READY,
@@ -61,13 +65,18 @@ export default async function benchThroughputTask(task: ThroughputTask): Promise
       port.postMessage(write ? -page - 1 : page);
     });
   try {
-    const world = attachWorld(task.world);
-    const file = world.files[task.index]!;
-    const W = world.phys.W;
+    const worlds = task.worlds.map((d) => attachWorld(d));
+    const files = worlds.map((w) => w.files[task.index]!);
+    let file = files[0]!;
+    const W = worlds[0]!.phys.W;
     const buf = new Int32Array(CHUNK_PAGES * W);
     let rng = new Prng(1);
     let epoch = -1;
     let fill = (task.index + 1) << 24;
+    // Time accounting (performance.now, a few per 64-page operation): microseconds, wrapping.
+    let faultUs = 0;
+    let accessUs = 0;
+    let lockUs = 0;
     Atomics.store(c, b + TD_READY, 1);
     for (;;) {
       const mode = Atomics.load(c, T_MODE);
@@ -82,16 +91,19 @@ export default async function benchThroughputTask(task: ThroughputTask): Promise
       }
       if (e !== epoch) {
         epoch = e;
+        file = files[Atomics.load(c, T_WORLD)]!;
         rng = new Prng(deriveSeed(Atomics.load(c, T_SEED), task.index));
       }
       const page = task.regionStart + rng.below(task.chunks) * CHUNK_PAGES;
       const write = rng.chance(task.writeFraction);
       const addr = page * 4096;
       let ret: number;
+      const tf = performance.now();
       if (mode === MODE_SEQLOCK) {
         ret = file.rangeFault(addr, addr + CHUNK_PAGES * 4096, write);
       } else if (mode === MODE_GLOBAL) {
         mutexLock(c, T_GLOBAL, Atomics.load(c, T_SPIN));
+        lockUs += (performance.now() - tf) * 1000;
         ret = file.rangeFault(addr, addr + CHUNK_PAGES * 4096, write);
         mutexUnlock(c, T_GLOBAL);
       } else if (mode === MODE_MESSAGE) {
@@ -99,6 +111,8 @@ export default async function benchThroughputTask(task: ThroughputTask): Promise
       } else {
         throw new Error(`unknown mode ${mode}`);
       }
+      const ta = performance.now();
+      faultUs += (ta - tf) * 1000;
       if (ret === 0) {
         Atomics.add(c, b + TD_CHUNKS, 1);
         Atomics.add(c, b + TD_PAGES, CHUNK_PAGES);
@@ -113,9 +127,13 @@ export default async function benchThroughputTask(task: ThroughputTask): Promise
         if (res.ret === 0) Atomics.add(c, b + TD_ACCESSES, res.cpages);
         else Atomics.add(c, b + TD_ERRORS, 1);
         if (res.faults !== 0) Atomics.add(c, b + TD_REFAULTS, res.faults);
+        accessUs += (performance.now() - ta) * 1000;
       } else {
         Atomics.add(c, b + TD_ERRORS, 1);
       }
+      Atomics.store(c, b + TD_FAULT_US, Math.trunc(faultUs % 2 ** 31));
+      Atomics.store(c, b + TD_ACCESS_US, Math.trunc(accessUs % 2 ** 31));
+      Atomics.store(c, b + TD_LOCK_US, Math.trunc(lockUs % 2 ** 31));
       Atomics.add(c, b + TD_OPS, 1);
     }
   } catch (e) {

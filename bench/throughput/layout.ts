@@ -21,6 +21,8 @@ export const T_EPOCH = 1;
 export const T_SEED = 2;
 /** the global lock's spin count for this window */
 export const T_SPIN = 3;
+/** which world the window runs in (index into ThroughputTask.worlds) */
+export const T_WORLD = 4;
 /** the global-lock baseline's mutex (MUTEX_WORDS), on its own line */
 export const T_GLOBAL = LINE_WORDS;
 
@@ -41,6 +43,12 @@ export const TD_IDLE_EPOCH = 6;
 /** 1 once attached and looping */
 export const TD_READY = 7;
 export const TD_CRASHED = 8;
+/** microseconds spent in the fault (global lock: including waiting for the mutex), wraps (diff with | 0) */
+export const TD_FAULT_US = 9;
+/** microseconds spent in the access through the mirror (read or write, refaults included) */
+export const TD_ACCESS_US = 10;
+/** microseconds spent waiting for the global mutex (global-lock variant only) */
+export const TD_LOCK_US = 11;
 export const TD_WORDS = 2 * LINE_WORDS;
 
 export function tdBase(device: number): number {
@@ -56,7 +64,8 @@ export const CHUNK_PAGES = 64;
 
 /** One device task's payload (the port is transferred for the message-passing baseline). */
 export interface ThroughputTask {
-  world: import('../../src/sim/world.js').WorldDescriptor;
+  /** the same world built twice: [0] device accesses under the update lock, [1] the seqlock's world */
+  worlds: import('../../src/sim/world.js').WorldDescriptor[];
   control: SharedArrayBuffer;
   index: number;
   /** first page and number of chunks of the benchmark region */

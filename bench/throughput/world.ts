@@ -20,6 +20,8 @@ export interface BenchWorldOptions {
   devices: number;
   /** pages of the one benchmark region (a multiple of 64) */
   regionPages: number;
+  /** dmirror's access-section model (device accesses outside the update lock; the op drains) */
+  accessSection?: boolean;
 }
 
 export function buildBenchWorld(o: BenchWorldOptions): World {
@@ -40,7 +42,10 @@ export function buildBenchWorld(o: BenchWorldOptions): World {
   const devices: DmirrorDevice[] = [];
   const files: DmirrorFile[] = [];
   for (let i = 0; i < o.devices; i++) {
-    const dev = dmirrorDriver.createDevice(env, { regionPages: CHUNK_PAGES });
+    const dev = dmirrorDriver.createDevice(env, {
+      regionPages: CHUNK_PAGES,
+      accessSection: o.accessSection ?? false,
+    });
     const f = dev.open(mm);
     if (typeof f === 'number') throw new RangeError(`opening a file on device ${dev.id} failed: ${f}`);
     devices.push(dev);
