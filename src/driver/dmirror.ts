@@ -21,13 +21,9 @@
 import { threadId } from 'node:worker_threads';
 import {
   ACCESS_MIGRATE_READBACK,
-  ACCESS_READ,
-  ACCESS_WRITE,
   type AccessContext,
   type AuditableMirror,
-  noteDeviceWrite,
   oracleSwitch,
-  reportStaleAccess,
   type ViolationLog,
 } from '../checker/oracles.js';
 import {
@@ -42,7 +38,6 @@ import {
   POINT_AFTER_READ_BEGIN,
   POINT_BEFORE_PROGRAM,
   POINT_BEFORE_USER_LOCK,
-  POINT_DEVICE_ACCESS,
   POINT_IN_INVALIDATE,
 } from '../checker/points.js';
 import { type HmmRange, hmmRangeFault } from '../hmm/hmm.js';
@@ -61,7 +56,6 @@ import {
   EBUSY,
   EFAULT,
   EINVAL,
-  ENOENT,
   MMU_NOTIFY_MIGRATE,
   type MmuNotifierRange,
   mmuNotifierRangeBlockable,
@@ -82,6 +76,32 @@ import {
 import { LINE_WORDS, sharedInt32 } from '../shm/layout.js';
 import { mutexLock, mutexTrylock, mutexUnlock } from '../shm/mutex.js';
 import { dmirrorMigrateChunk, dmirrorMigrateToRam, dmirrorMmapPages } from './dmirror-migrate.js';
+import {
+  dmirrorAccessDone,
+  dmirrorAccessPages,
+  F_INV,
+  F_LOCK,
+  F_META,
+  F_STATS,
+  F_WORDS,
+  type FileStatsLayout,
+  M_CLOSED,
+  M_DEVICE,
+  M_ID,
+  M_MM,
+  MIR_PFN_MASK,
+  MIR_PRESENT,
+  MIR_WRITE,
+  type MirrorRwSteps,
+  mirrorCheckArgs,
+  mirrorEntryAt,
+  mirrorErase,
+  mirrorForEachEntry,
+  mirrorInstall,
+  mirrorReadWrite,
+  newMirrorOpResult,
+  readFileStats,
+} from './mirror-common.js';
 import {
   driverHook,
   driverNow,
@@ -133,9 +153,8 @@ const D_WORDS = 2 * LINE_WORDS;
 const DF_QUIRK_C = 1;
 const DF_ACCESS_SECTION = 2;
 
-// ---- file ctl words ----
-const F_LOCK = 0; // the update lock (dmirror->mutex), MUTEX_WORDS
-const F_STATS = LINE_WORDS; // op side, written by the thread driving the file
+// ---- file ctl words (mirror-common.ts: the update lock (dmirror->mutex), then op-side stats,
+// invalidate-side stats and meta lines) ----
 const ST_HMM_CALLS = 0;
 const ST_HMM_BUSY = 1;
 const ST_READ_RETRY = 2;
@@ -145,24 +164,30 @@ const ST_PAGES_FAULTED = 5;
 const ST_SNAPSHOTS = 6;
 const ST_ACCESSES = 7;
 const ST_TIMEOUTS = 8;
-const F_INV = 2 * LINE_WORDS; // invalidate side, written by invalidating threads
 const IV_CALLS = 0;
 const IV_SKIPPED = 1;
 const IV_FAILED = 2;
 const IV_ERASED = 3;
-const F_META = 3 * LINE_WORDS;
-const M_ID = 0;
-const M_DEVICE = 1;
-const M_MM = 2;
-const M_CLOSED = 3;
 const M_NSUBS = 4;
 const M_REGION_PAGES = 5;
-const F_WORDS = 4 * LINE_WORDS;
 
-// ---- mirror entry word ----
-const MIR_PRESENT = 1 << 30;
-const MIR_WRITE = 1 << 29;
-const MIR_PFN_MASK = 0x00ffffff;
+const STATS_LAYOUT: FileStatsLayout = {
+  hmmCalls: F_STATS + ST_HMM_CALLS,
+  hmmBusy: F_STATS + ST_HMM_BUSY,
+  readRetryCollisions: F_STATS + ST_READ_RETRY,
+  readBeginSleeps: F_STATS + ST_BEGIN_SLEEPS,
+  faults: F_STATS + ST_FAULTS,
+  pagesFaulted: F_STATS + ST_PAGES_FAULTED,
+  snapshots: F_STATS + ST_SNAPSHOTS,
+  accesses: F_STATS + ST_ACCESSES,
+  timeouts: F_STATS + ST_TIMEOUTS,
+  invalidations: F_INV + IV_CALLS,
+  invalidationsSkipped: F_INV + IV_SKIPPED,
+  invalidationsFailed: F_INV + IV_FAILED,
+  entriesErased: F_INV + IV_ERASED,
+};
+
+// ---- mirror entry word (mirror-common.ts) ----
 /**
  * The mirror layout, for other devices that reuse it (the v5.4 reference device): two Int32 words
  * per page of address space, the entry (present, writable, PFN) then the frame generation recorded
@@ -355,10 +380,6 @@ export class DmirrorDevice implements MirrorDevice {
 // ---------------------------------------------------------------------------------------------
 // The file
 
-function newStats(): MirrorOpResult {
-  return { ret: 0, cpages: 0, faults: 0, retries: 0 };
-}
-
 export class DmirrorFile implements MirrorFile, AuditableMirror {
   readonly id: number;
   readonly device: DmirrorDevice;
@@ -382,8 +403,10 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
   private readonly range: HmmRange;
   private readonly actx: AccessContext;
   /** progress of the running operation (one per thread at a time) */
-  private cur: MirrorOpResult = newStats();
+  private cur: MirrorOpResult = newMirrorOpResult();
   private bounce = new Int32Array(0);
+  /** the read/write loop's steps (mirror-common.ts) */
+  private readonly rw: MirrorRwSteps;
 
   constructor(
     device: DmirrorDevice,
@@ -416,6 +439,13 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
       devPrivateOwner: device.owner,
     };
     this.actx = { log: device.log, phys: device.phys, device: device.id, file: this.id, mm: mm.id };
+    this.rw = {
+      usable: () => this.mm.users > 0,
+      bounceFor: (npages) => this.bounceFor(npages),
+      accessPass: (first, end, buf, bufPage0, what) => this.accessPass(first, end, buf, bufPage0, what),
+      fault: (start, end, write) => this.dmirrorFault(start, end, write),
+      faulted: () => this.stat(ST_FAULTS),
+    };
     filesById.set(this.id, this);
   }
 
@@ -440,24 +470,7 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
   }
 
   stats(): FileStats {
-    const c = this.ctl;
-    const s = (i: number): number => Atomics.load(c, F_STATS + i);
-    const v = (i: number): number => Atomics.load(c, F_INV + i);
-    return {
-      hmmCalls: s(ST_HMM_CALLS),
-      hmmBusy: s(ST_HMM_BUSY),
-      readRetryCollisions: s(ST_READ_RETRY),
-      readBeginSleeps: s(ST_BEGIN_SLEEPS),
-      faults: s(ST_FAULTS),
-      pagesFaulted: s(ST_PAGES_FAULTED),
-      snapshots: s(ST_SNAPSHOTS),
-      accesses: s(ST_ACCESSES),
-      timeouts: s(ST_TIMEOUTS),
-      invalidations: v(IV_CALLS),
-      invalidationsSkipped: v(IV_SKIPPED),
-      invalidationsFailed: v(IV_FAILED),
-      entriesErased: v(IV_ERASED),
-    };
+    return readFileStats(this.ctl, STATS_LAYOUT);
   }
 
   /** The subscription covering `page` (the only one, or its region's). */
@@ -551,18 +564,9 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
 
   /** dmirror_do_update: erase pages start>>12 .. end>>12 inclusive (clipped to the space). */
   private dmirrorDoUpdate(start: number, end: number): void {
-    const m = this.mirror;
     const first = Math.floor(start / PAGE_SIZE);
     const last = Math.min(Math.floor(end / PAGE_SIZE), this.mm.npages - 1);
-    let erased = 0;
-    for (let p = first; p <= last; p++) {
-      // Plain read under the update lock: every writer of mirror entries holds it (the Atomics
-      // acquisition orders their stores before this read); the erase itself is an Atomics store.
-      if (m[2 * p] !== 0) {
-        Atomics.store(m, 2 * p, 0);
-        erased++;
-      }
-    }
+    const erased = mirrorErase(this.mirror, first, last + 1);
     if (erased !== 0) Atomics.add(this.ctl, F_INV + IV_ERASED, erased);
   }
 
@@ -580,7 +584,7 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
   // The range-fault routine
 
   rangeFault(start: number, end: number, write: boolean): number {
-    this.cur = newStats();
+    this.cur = newMirrorOpResult();
     return this.dmirrorFault(start, end, write);
   }
 
@@ -697,12 +701,9 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
     for (let i = 0; i < n; i++) {
       const hi = pfns[2 * i + 1]!;
       if ((hi & HMM_PFN_VALID_HI) === 0 || (hi & HMM_PFN_ERROR_HI) !== 0) return -EFAULT; // WARN_ON
-      let e = MIR_PRESENT | (pfns[2 * i]! & MIR_PFN_MASK);
-      if ((hi & HMM_PFN_WRITE_HI) !== 0) e |= MIR_WRITE;
-      else if (write) return -EFAULT;
-      const p = first + i;
-      Atomics.store(m, 2 * p + 1, g[i]!);
-      Atomics.store(m, 2 * p, e);
+      const wr = (hi & HMM_PFN_WRITE_HI) !== 0;
+      if (write && !wr) return -EFAULT;
+      mirrorInstall(m, first + i, pfns[2 * i]!, wr, g[i]!);
     }
     this.stat(ST_PAGES_FAULTED, n);
     return 0;
@@ -754,57 +755,11 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
     }
   }
 
-  /** Common ioctl argument checks: aligned, npages > 0, no overflow, inside the space. */
-  private checkArgs(addr: number, npages: number): number {
-    if (!Number.isSafeInteger(addr) || addr < 0 || addr % PAGE_SIZE !== 0) return -EINVAL;
-    if (!Number.isSafeInteger(npages) || npages <= 0) return -EINVAL;
-    if (addr + npages * PAGE_SIZE > 2 ** 53) return -EINVAL;
-    return 0;
-  }
-
-  /** Pages of the request that lie inside the simulated space (beyond it: no VMA, -EFAULT). */
-  private clipOutside(addr: number, npages: number): boolean {
-    return addr / PAGE_SIZE + npages > this.mm.npages;
-  }
-
   /** dmirror_read / dmirror_write: access through the mirror, faulting missing pages. */
   private readWrite(addr: number, npages: number, buf: Int32Array, write: boolean): MirrorOpResult {
-    const res = newStats();
+    const res = newMirrorOpResult();
     this.cur = res;
-    res.ret = this.checkArgs(addr, npages);
-    if (res.ret !== 0) return res;
-    if (buf.length < npages * this.phys.W) throw new RangeError('buffer shorter than npages * W words');
-    if (this.mm.users <= 0) {
-      res.ret = -EINVAL;
-      return res;
-    }
-    if (this.clipOutside(addr, npages)) {
-      res.ret = -EFAULT;
-      return res;
-    }
-    const page0 = addr / PAGE_SIZE;
-    const end = page0 + npages;
-    const what = write ? ACCESS_WRITE : ACCESS_READ;
-    // A read copies into a bounce buffer first: data reaches the caller only on success.
-    const user = buf;
-    if (!write) buf = this.bounceFor(npages);
-    for (;;) {
-      const ret = this.accessPass(page0 + res.cpages, end, buf, page0, what);
-      if (ret !== -ENOENT) {
-        res.ret = ret;
-        break;
-      }
-      const start = (page0 + res.cpages) * PAGE_SIZE;
-      const fr = this.dmirrorFault(start, end * PAGE_SIZE, write);
-      if (fr !== 0) {
-        res.ret = fr;
-        break;
-      }
-      res.faults++;
-      this.stat(ST_FAULTS);
-    }
-    if (!write && res.ret === 0) user.set(buf.subarray(0, npages * this.phys.W));
-    return res;
+    return mirrorReadWrite(this.rw, this.mm, this.phys.W, res, addr, npages, buf, write);
   }
 
   /** This thread's bounce buffer for reads (dmirror_bounce_init), grown on demand. */
@@ -831,9 +786,9 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
    * Each finished chunk's bytes are in `out` at once.
    */
   snapshot(addr: number, npages: number, out: Uint8Array): MirrorOpResult {
-    const res = newStats();
+    const res = newMirrorOpResult();
     this.cur = res;
-    res.ret = this.checkArgs(addr, npages);
+    res.ret = mirrorCheckArgs(addr, npages);
     if (res.ret !== 0) return res;
     if (out.length < npages) throw new RangeError('snapshot buffer shorter than npages');
     if (this.mm.users <= 0) {
@@ -941,9 +896,9 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
    * back through the mirror (-ENOENT if any page has no entry). `faults` stays 0.
    */
   migrate(addr: number, npages: number, out: Int32Array): MirrorOpResult {
-    const res = newStats();
+    const res = newMirrorOpResult();
     this.cur = res;
-    res.ret = this.checkArgs(addr, npages);
+    res.ret = mirrorCheckArgs(addr, npages);
     if (res.ret !== 0) return res;
     if (out.length < npages * this.phys.W) throw new RangeError('buffer shorter than npages * W words');
     if (this.mm.users <= 0) {
@@ -983,9 +938,7 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
    * the migration made the CPU entry writable. Called by the migration helper with the lock held.
    */
   installMigrated(page: number, pfn: number, writable: boolean): void {
-    const m = this.mirror;
-    Atomics.store(m, 2 * page + 1, Atomics.load(this.phys.frames.gen, pfn));
-    Atomics.store(m, 2 * page, MIR_PRESENT | (writable ? MIR_WRITE : 0) | (pfn & MIR_PFN_MASK));
+    mirrorInstall(this.mirror, page, pfn, writable, Atomics.load(this.phys.frames.gen, pfn));
   }
 
   /** Erase one entry (migrate_to_ram: the file that migrated the page). Caller holds the lock. */
@@ -1003,22 +956,12 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
   // Oracle #3 and teardown
 
   forEachMirrorEntry(visit: (page: number, pfn: number, writable: boolean) => void): void {
-    const m = this.mirror;
-    for (let p = 0; p < this.mm.npages; p++) {
-      const e = Atomics.load(m, 2 * p);
-      if (e !== 0) visit(p, e & MIR_PFN_MASK, (e & MIR_WRITE) !== 0);
-    }
+    mirrorForEachEntry(this.mirror, this.mm.npages, visit);
   }
 
   /** The entry of `page`: -1 if absent, else the PFN (bit 30 of the result: writable). For tests. */
   mirrorEntry(page: number): { pfn: number; writable: boolean; gen: number } | null {
-    const e = Atomics.load(this.mirror, 2 * page);
-    if (e === 0) return null;
-    return {
-      pfn: e & MIR_PFN_MASK,
-      writable: (e & MIR_WRITE) !== 0,
-      gen: Atomics.load(this.mirror, 2 * page + 1),
-    };
+    return mirrorEntryAt(this.mirror, page);
   }
 
   /** dmirror_fops_release: remove the subscription(s); the mirror is dropped. */
@@ -1031,71 +974,9 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Device accesses through a mirror (shared with the v5.4 reference device)
+// Device accesses through a mirror (mirror-common.ts, shared with the v5.4 reference device)
 
-/** Pages the last dmirrorAccessPages call on this thread completed. */
-export const dmirrorAccessDone = { pages: 0 };
-
-/**
- * dmirror_do_read / dmirror_do_write over a mirror in dmirror's layout, from page `first`: copy
- * pages until `end` or the first page with no usable entry (-ENOENT; for a write a read-only
- * entry counts as missing), checking each entry's recorded generation before and after the copy
- * (oracle #1). `dmirrorAccessDone.pages` gets the pages done. The caller holds the mirror's update
- * lock, or (`section`) is inside an access section the invalidate op drains.
- */
-export function dmirrorAccessPages(
-  m: Int32Array,
-  phys: PhysMem,
-  actx: AccessContext,
-  section: boolean,
-  first: number,
-  end: number,
-  buf: Int32Array,
-  bufPage0: number,
-  what: number,
-): number {
-  const W = phys.W;
-  const data = phys.frames.data;
-  const gen = phys.frames.gen;
-  const write = what === ACCESS_WRITE;
-  const need = write ? MIR_PRESENT | MIR_WRITE : MIR_PRESENT;
-  const check = oracleSwitch.enabled; // read once per operation
-  let done = 0;
-  let ret = 0;
-  for (let p = first; p < end; p++) {
-    // Under the lock: plain reads, ordered after every writer by the lock acquisition. In the
-    // section model the entry is read with Atomics (its writers do not exclude us), entry last
-    // written, so the generation read after it belongs to this entry or a newer one.
-    const e = section ? Atomics.load(m, 2 * p) : m[2 * p]!;
-    if ((e & need) !== need) {
-      ret = -ENOENT;
-      break;
-    }
-    const g = section ? Atomics.load(m, 2 * p + 1) : m[2 * p + 1]!;
-    const pfn = e & MIR_PFN_MASK;
-    const g0 = check ? Atomics.load(gen, pfn) : g;
-    if (g0 !== g) reportStaleAccess(actx, what, p, pfn, g, g0);
-    driverPoint(POINT_DEVICE_ACCESS);
-    const fb = pfn * W;
-    const bb = (p - bufPage0) * W;
-    if (write) {
-      for (let i = 0; i < W; i++) Atomics.store(data, fb + i, buf[bb + i]!);
-      noteDeviceWrite(phys, pfn);
-    } else {
-      // Plain reads of frame content: tear-free Int32 words; the frame cannot be freed while
-      // its entry is mirrored and we hold the lock (or the section the op drains), and the
-      // generation check below catches a protocol bug that freed it during the copy.
-      for (let i = 0; i < W; i++) buf[bb + i] = data[fb + i]!;
-    }
-    if (check && g0 === g) {
-      const g1 = Atomics.load(gen, pfn);
-      if (g1 !== g) reportStaleAccess(actx, what, p, pfn, g, g1);
-    }
-    done++;
-  }
-  dmirrorAccessDone.pages = done;
-  return ret;
-}
+export { dmirrorAccessDone, dmirrorAccessPages };
 
 // ---------------------------------------------------------------------------------------------
 // CPU fault on a device page

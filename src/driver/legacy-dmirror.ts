@@ -21,7 +21,7 @@
  * driver clock (-EBUSY). Its sync op erases [start, end) exactly (not dmirror's inclusive end).
  */
 import { threadId } from 'node:worker_threads';
-import { ACCESS_READ, ACCESS_WRITE, type AccessContext, type ViolationLog } from '../checker/oracles.js';
+import type { AccessContext, ViolationLog } from '../checker/oracles.js';
 import {
   POINT_AFTER_READ_BEGIN,
   POINT_BEFORE_PROGRAM,
@@ -55,22 +55,35 @@ import {
   EBUSY,
   EFAULT,
   EINVAL,
-  ENOENT,
   type MmuNotifierRange,
   mmuNotifierRangeBlockable,
 } from '../mm/mmu-notifier.js';
 import type { PhysMem } from '../mm/physmem.js';
 import { LINE_WORDS, sharedInt32 } from '../shm/layout.js';
 import { mutexLock, mutexTrylock, mutexUnlock } from '../shm/mutex.js';
+import { DMIRROR_CHUNK_PAGES, HMM_RANGE_DEFAULT_TIMEOUT } from './dmirror.js';
 import {
-  DMIRROR_CHUNK_PAGES,
-  DMIRROR_MIR_PFN_MASK,
-  DMIRROR_MIR_PRESENT,
-  DMIRROR_MIR_WRITE,
   dmirrorAccessDone,
   dmirrorAccessPages,
-  HMM_RANGE_DEFAULT_TIMEOUT,
-} from './dmirror.js';
+  F_INV,
+  F_LOCK,
+  F_META,
+  F_STATS,
+  F_WORDS,
+  type FileStatsLayout,
+  M_CLOSED,
+  M_DEVICE,
+  M_ID,
+  M_MM,
+  type MirrorRwSteps,
+  mirrorEntryAt,
+  mirrorErase,
+  mirrorForEachEntry,
+  mirrorInstall,
+  mirrorReadWrite,
+  newMirrorOpResult,
+  readFileStats,
+} from './mirror-common.js';
 import {
   driverHook,
   driverNow,
@@ -108,9 +121,7 @@ const D_ID = 0;
 const D_NEXT_FILE = 1;
 const D_WORDS = LINE_WORDS;
 
-// ---- file ctl ----
-const F_LOCK = 0; // the update lock, MUTEX_WORDS
-const F_STATS = LINE_WORDS;
+// ---- file ctl (mirror-common.ts: the update lock, then stats, invalidate side, meta lines) ----
 const ST_HMM_CALLS = 0;
 const ST_HMM_BUSY = 1;
 const ST_INVALID_UNDER_LOCK = 2;
@@ -121,18 +132,31 @@ const ST_ACCESSES = 6;
 const ST_TIMEOUTS = 7;
 const ST_WAIT_US = 8;
 const ST_ZERO_EFAULT = 9;
-const F_INV = 2 * LINE_WORDS;
 const IV_CALLS = 0;
 const IV_FAILED = 1;
 const IV_ERASED = 2;
 const IV_RELEASED = 3;
-const F_META = 3 * LINE_WORDS;
-const M_ID = 0;
-const M_DEVICE = 1;
-const M_MM = 2;
-const M_CLOSED = 3;
 const M_MIRROR_SLOT = 4;
-const F_WORDS = 4 * LINE_WORDS;
+
+const STATS_LAYOUT: FileStatsLayout = {
+  hmmCalls: F_STATS + ST_HMM_CALLS,
+  hmmBusy: F_STATS + ST_HMM_BUSY,
+  // v5.4 has no read_retry: the collision is `!hmm_range_valid` under the update lock
+  readRetryCollisions: F_STATS + ST_INVALID_UNDER_LOCK,
+  // and no read_begin: waits that found the range invalid
+  readBeginSleeps: F_STATS + ST_WAITS_INVALID,
+  faults: F_STATS + ST_FAULTS,
+  pagesFaulted: F_STATS + ST_PAGES_FAULTED,
+  snapshots: -1,
+  accesses: F_STATS + ST_ACCESSES,
+  timeouts: F_STATS + ST_TIMEOUTS,
+  invalidations: F_INV + IV_CALLS,
+  invalidationsSkipped: -1,
+  invalidationsFailed: F_INV + IV_FAILED,
+  entriesErased: F_INV + IV_ERASED,
+  waitUs: F_STATS + ST_WAIT_US,
+  zeroPageEfaults: F_STATS + ST_ZERO_EFAULT,
+};
 
 export interface LegacyDmirrorEnv extends DriverEnv {
   log?: ViolationLog | null;
@@ -224,10 +248,6 @@ export class LegacyDmirrorDevice implements MirrorDevice {
   }
 }
 
-function newResult(): MirrorOpResult {
-  return { ret: 0, cpages: 0, faults: 0, retries: 0 };
-}
-
 export class LegacyDmirrorFile implements MirrorFile {
   readonly id: number;
   readonly device: LegacyDmirrorDevice;
@@ -242,8 +262,10 @@ export class LegacyDmirrorFile implements MirrorFile {
   private readonly range: HmmRange54;
   private readonly gens = new Int32Array(DMIRROR_CHUNK_PAGES);
   private readonly actx: AccessContext;
-  private cur: MirrorOpResult = newResult();
+  private cur: MirrorOpResult = newMirrorOpResult();
   private bounce = new Int32Array(0);
+  /** the read/write loop's steps (mirror-common.ts) */
+  private readonly rw: MirrorRwSteps;
 
   constructor(device: LegacyDmirrorDevice, mm: MmStruct, ctl: Int32Array, mirror: Int32Array, hm: HmmMirror) {
     this.device = device;
@@ -266,6 +288,17 @@ export class LegacyDmirrorFile implements MirrorFile {
       pfnShift: LEGACY_DMIRROR_PFN_SHIFT,
     });
     this.actx = { log: device.log, phys: device.phys, device: device.id, file: this.id, mm: mm.id };
+    this.rw = {
+      usable: () => this.mm.users > 0 && Atomics.load(this.ctl, F_META + M_CLOSED) === 0,
+      bounceFor: (npages) => {
+        const n = npages * this.phys.W;
+        if (this.bounce.length < n) this.bounce = new Int32Array(n);
+        return this.bounce;
+      },
+      accessPass: (first, end, buf, bufPage0, what) => this.accessPass(first, end, buf, bufPage0, what),
+      fault: (start, end, write) => this.legacyFault(start, end, write),
+      faulted: () => this.stat(ST_FAULTS),
+    };
     filesById.set(this.id, this);
   }
 
@@ -288,27 +321,7 @@ export class LegacyDmirrorFile implements MirrorFile {
   }
 
   stats(): FileStats {
-    const s = (i: number): number => Atomics.load(this.ctl, F_STATS + i);
-    const v = (i: number): number => Atomics.load(this.ctl, F_INV + i);
-    return {
-      hmmCalls: s(ST_HMM_CALLS),
-      hmmBusy: s(ST_HMM_BUSY),
-      // v5.4 has no read_retry: the collision is `!hmm_range_valid` under the update lock
-      readRetryCollisions: s(ST_INVALID_UNDER_LOCK),
-      // and no read_begin: waits that found the range invalid
-      readBeginSleeps: s(ST_WAITS_INVALID),
-      faults: s(ST_FAULTS),
-      pagesFaulted: s(ST_PAGES_FAULTED),
-      snapshots: 0,
-      accesses: s(ST_ACCESSES),
-      timeouts: s(ST_TIMEOUTS),
-      invalidations: v(IV_CALLS),
-      invalidationsSkipped: 0,
-      invalidationsFailed: v(IV_FAILED),
-      entriesErased: v(IV_ERASED),
-      waitUs: s(ST_WAIT_US),
-      zeroPageEfaults: s(ST_ZERO_EFAULT),
-    };
+    return readFileStats(this.ctl, STATS_LAYOUT);
   }
 
   lock(): void {
@@ -353,17 +366,9 @@ export class LegacyDmirrorFile implements MirrorFile {
 
   /** Erase pages [start, end) (clipped); caller holds the update lock. */
   private erase(start: number, end: number): void {
-    const m = this.mirror;
     const first = Math.floor(start / PAGE_SIZE);
     const last = Math.min(Math.ceil(end / PAGE_SIZE), this.mm.npages);
-    let erased = 0;
-    for (let p = first; p < last; p++) {
-      // Plain read under the update lock: every writer of mirror entries holds it.
-      if (m[2 * p] !== 0) {
-        Atomics.store(m, 2 * p, 0);
-        erased++;
-      }
-    }
+    const erased = mirrorErase(this.mirror, first, last);
     if (erased !== 0) Atomics.add(this.ctl, F_INV + IV_ERASED, erased);
   }
 
@@ -376,7 +381,7 @@ export class LegacyDmirrorFile implements MirrorFile {
   // The range-fault routine
 
   rangeFault(start: number, end: number, write: boolean): number {
-    this.cur = newResult();
+    this.cur = newMirrorOpResult();
     return this.legacyFault(start, end, write);
   }
 
@@ -486,13 +491,7 @@ export class LegacyDmirrorFile implements MirrorFile {
       if (pfn < 0) return -EFAULT;
       const wr = hmmRange54HasFlag(range, i, HMM_PFN_WRITE);
       if (write && !wr) return -EFAULT;
-      const p = first + i;
-      Atomics.store(m, 2 * p + 1, this.gens[i]!);
-      Atomics.store(
-        m,
-        2 * p,
-        DMIRROR_MIR_PRESENT | (wr ? DMIRROR_MIR_WRITE : 0) | (pfn & DMIRROR_MIR_PFN_MASK),
-      );
+      mirrorInstall(m, first + i, pfn, wr, this.gens[i]!);
     }
     this.stat(ST_PAGES_FAULTED, n);
     return 0;
@@ -525,46 +524,9 @@ export class LegacyDmirrorFile implements MirrorFile {
   }
 
   private readWrite(addr: number, npages: number, buf: Int32Array, write: boolean): MirrorOpResult {
-    const res = newResult();
+    const res = newMirrorOpResult();
     this.cur = res;
-    if (!Number.isSafeInteger(addr) || addr < 0 || addr % PAGE_SIZE !== 0) res.ret = -EINVAL;
-    else if (!Number.isSafeInteger(npages) || npages <= 0) res.ret = -EINVAL;
-    else if (addr + npages * PAGE_SIZE > 2 ** 53) res.ret = -EINVAL;
-    if (res.ret !== 0) return res;
-    if (buf.length < npages * this.phys.W) throw new RangeError('buffer shorter than npages * W words');
-    if (this.mm.users <= 0 || Atomics.load(this.ctl, F_META + M_CLOSED) !== 0) {
-      res.ret = -EINVAL;
-      return res;
-    }
-    if (addr / PAGE_SIZE + npages > this.mm.npages) {
-      res.ret = -EFAULT;
-      return res;
-    }
-    const page0 = addr / PAGE_SIZE;
-    const end = page0 + npages;
-    const what = write ? ACCESS_WRITE : ACCESS_READ;
-    const user = buf;
-    if (!write) {
-      const n = npages * this.phys.W;
-      if (this.bounce.length < n) this.bounce = new Int32Array(n);
-      buf = this.bounce;
-    }
-    for (;;) {
-      const ret = this.accessPass(page0 + res.cpages, end, buf, page0, what);
-      if (ret !== -ENOENT) {
-        res.ret = ret;
-        break;
-      }
-      const fr = this.legacyFault((page0 + res.cpages) * PAGE_SIZE, end * PAGE_SIZE, write);
-      if (fr !== 0) {
-        res.ret = fr;
-        break;
-      }
-      res.faults++;
-      this.stat(ST_FAULTS);
-    }
-    if (!write && res.ret === 0) user.set(buf.subarray(0, npages * this.phys.W));
-    return res;
+    return mirrorReadWrite(this.rw, this.mm, this.phys.W, res, addr, npages, buf, write);
   }
 
   read(addr: number, npages: number, out: Int32Array): MirrorOpResult {
@@ -576,22 +538,12 @@ export class LegacyDmirrorFile implements MirrorFile {
   }
 
   forEachMirrorEntry(visit: (page: number, pfn: number, writable: boolean) => void): void {
-    const m = this.mirror;
-    for (let p = 0; p < this.mm.npages; p++) {
-      const e = Atomics.load(m, 2 * p);
-      if (e !== 0) visit(p, e & DMIRROR_MIR_PFN_MASK, (e & DMIRROR_MIR_WRITE) !== 0);
-    }
+    mirrorForEachEntry(this.mirror, this.mm.npages, visit);
   }
 
   /** The entry of `page`, or null. For tests. */
   mirrorEntry(page: number): { pfn: number; writable: boolean; gen: number } | null {
-    const e = Atomics.load(this.mirror, 2 * page);
-    if (e === 0) return null;
-    return {
-      pfn: e & DMIRROR_MIR_PFN_MASK,
-      writable: (e & DMIRROR_MIR_WRITE) !== 0,
-      gen: Atomics.load(this.mirror, 2 * page + 1),
-    };
+    return mirrorEntryAt(this.mirror, page);
   }
 
   /** Teardown: hmm_mirror_unregister; the mirror is dropped. */
