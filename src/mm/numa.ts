@@ -256,14 +256,8 @@ function migrateOnePage(mm: MmStruct, page: number, e: number): number {
   }
   const addr = page * PAGE_SIZE;
   // try_to_unmap_one(TTU_MIGRATION): the invalidation brackets only the PTE -> migration entry.
-  const range = rangeInit(mm, MMU_NOTIFY_CLEAR, addr, addr + PAGE_SIZE);
-  invalidateRangeStart(mm, range);
-  ptlLock(mm);
-  const ok = Atomics.load(mm.pte, page) === e;
   const mig = PTE_TYPE_MIGRATION | (e & PTE_WRITE) | pfn;
-  if (ok) Atomics.store(mm.pte, page, mig);
-  ptlUnlock(mm);
-  invalidateRangeEnd(mm, range);
+  const ok = installMigrationEntry(mm, mm.pte, page, e, mig, addr, PAGE_SIZE);
   if (!ok) {
     unlockPage(phys, pfn);
     numaStats.migrateSkipped++;
@@ -327,6 +321,31 @@ function finishSplitMigration(mm: MmStruct, page: number, head: number, dst: num
 }
 
 /** THP migration (set_pmd_migration_entry / remove_migration_pmd). Returns 512 if moved. */
+
+/**
+ * The first half of a migration (try_to_unmap_one / set_pmd_migration_entry): under a CLEAR
+ * invalidation of [start, start + size), replace entry `idx` of `table` (PTEs or PMDs) by the
+ * migration entry `mig` if it still holds `expected`. Returns whether it was replaced.
+ */
+function installMigrationEntry(
+  mm: MmStruct,
+  table: Int32Array,
+  idx: number,
+  expected: number,
+  mig: number,
+  start: number,
+  size: number,
+): boolean {
+  const range = rangeInit(mm, MMU_NOTIFY_CLEAR, start, start + size);
+  invalidateRangeStart(mm, range);
+  ptlLock(mm);
+  const ok = Atomics.load(table, idx) === expected;
+  if (ok) Atomics.store(table, idx, mig);
+  ptlUnlock(mm);
+  invalidateRangeEnd(mm, range);
+  return ok;
+}
+
 function migrateHuge(mm: MmStruct, idx: number, w: number): number {
   const phys = mm.phys;
   const head = w & PTE_PAYLOAD_MASK;
@@ -335,14 +354,9 @@ function migrateHuge(mm: MmStruct, idx: number, w: number): number {
     return 0;
   }
   const start = idx * PMD_SIZE;
-  const range = rangeInit(mm, MMU_NOTIFY_CLEAR, start, start + PMD_SIZE);
-  invalidateRangeStart(mm, range);
-  ptlLock(mm);
-  const ok = Atomics.load(mm.pmd, idx) === w;
+  // set_pmd_migration_entry: the same bracket around the huge PMD
   const mig = PMD_TYPE_MIGRATION | (w & PTE_WRITE) | head;
-  if (ok) Atomics.store(mm.pmd, idx, mig);
-  ptlUnlock(mm);
-  invalidateRangeEnd(mm, range);
+  const ok = installMigrationEntry(mm, mm.pmd, idx, w, mig, start, PMD_SIZE);
   if (!ok) {
     unlockPage(phys, head);
     numaStats.migrateSkipped += PTRS_PER_PTE;
