@@ -160,6 +160,22 @@ function floorTask(name: string, pte: Int32Array, offs: Int32Array, n: number): 
   };
 }
 
+/**
+ * One walk from page `first`, checked: 'thp' must give VALID|WRITE with order 9 on every page (the
+ * PMD branch), 'holes' must give 0 on every page (no page table reached). Throws otherwise.
+ */
+function checkWalkOutput(range: HmmRange, first: number, n: number, kind: 'thp' | 'holes'): void {
+  range.start = first * PAGE_SIZE;
+  range.end = range.start + n * PAGE_SIZE;
+  const ret = hmmRangeFault(range);
+  if (ret !== 0) throw new Error(`${kind} walk returned ${ret}`);
+  for (let i = 0; i < n; i++) {
+    const hi = range.hmmPfns[2 * i + 1]!;
+    const ok = kind === 'holes' ? hi === 0 && range.hmmPfns[2 * i] === 0 : hi >>> 24 === 0xc9;
+    if (!ok) throw new Error(`${kind} walk: page ${i} output hi word ${(hi >>> 0).toString(16)}`);
+  }
+}
+
 function walkTask(
   name: string,
   range: HmmRange,
@@ -294,6 +310,9 @@ export async function microFigures(cfg: RunConfig, log: (s: string) => void): Pr
     const offs = offsets(t.first, t.last, n, PAGES_PER_CALL / n, SEED + 3);
     t.mm.mmapReadLock();
     h.mm.mmapReadLock();
+    // The two walks write similar-looking output at similar cost; prove they take different paths.
+    checkWalkOutput(makeRange(t.sub, n), offs[0]!, n, 'thp');
+    checkWalkOutput(makeRange(h.sub, n), offs[0]!, n, 'holes');
     log('thp / holes');
     const m = await runGroup(
       [

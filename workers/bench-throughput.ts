@@ -2,7 +2,8 @@
  * A device of the throughput benchmark (bench/throughput): attach the world, then loop until the
  * mode word says stop. Each operation picks an aligned 64-page chunk of the benchmark region and
  * read or write (from a PRNG reseeded each window, so every variant of a repetition sees the same
- * sequence), faults it in with the variant's design, then reads or writes it through the mirror.
+ * sequence), faults it in with the variant's design, then (T_ACCESS) reads or writes it through the
+ * mirror.
  *
  * - seqlock: the reference driver's range-fault routine as is (read_begin, walk under the mmap
  *   read lock, update lock, read_retry, install).
@@ -21,6 +22,7 @@ import {
   MODE_MESSAGE,
   MODE_SEQLOCK,
   MODE_STOP,
+  T_ACCESS,
   T_EPOCH,
   T_GLOBAL,
   T_MODE,
@@ -72,6 +74,7 @@ export default async function benchThroughputTask(task: ThroughputTask): Promise
     const buf = new Int32Array(CHUNK_PAGES * W);
     let rng = new Prng(1);
     let epoch = -1;
+    let access = true;
     let fill = (task.index + 1) << 24;
     // Time accounting (performance.now, a few per 64-page operation): microseconds, wrapping.
     let faultUs = 0;
@@ -92,6 +95,7 @@ export default async function benchThroughputTask(task: ThroughputTask): Promise
       if (e !== epoch) {
         epoch = e;
         file = files[Atomics.load(c, T_WORLD)]!;
+        access = Atomics.load(c, T_ACCESS) !== 0;
         rng = new Prng(deriveSeed(Atomics.load(c, T_SEED), task.index));
       }
       const page = task.regionStart + rng.below(task.chunks) * CHUNK_PAGES;
@@ -116,6 +120,8 @@ export default async function benchThroughputTask(task: ThroughputTask): Promise
       if (ret === 0) {
         Atomics.add(c, b + TD_CHUNKS, 1);
         Atomics.add(c, b + TD_PAGES, CHUNK_PAGES);
+      }
+      if (ret === 0 && access) {
         let res: { ret: number; cpages: number; faults: number };
         if (write) {
           fill = (fill + 1) | 0;
@@ -128,7 +134,7 @@ export default async function benchThroughputTask(task: ThroughputTask): Promise
         else Atomics.add(c, b + TD_ERRORS, 1);
         if (res.faults !== 0) Atomics.add(c, b + TD_REFAULTS, res.faults);
         accessUs += (performance.now() - ta) * 1000;
-      } else {
+      } else if (ret !== 0) {
         Atomics.add(c, b + TD_ERRORS, 1);
       }
       Atomics.store(c, b + TD_FAULT_US, Math.trunc(faultUs % 2 ** 31));

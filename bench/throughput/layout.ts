@@ -23,6 +23,8 @@ export const T_SEED = 2;
 export const T_SPIN = 3;
 /** which world the window runs in (index into ThroughputTask.worlds) */
 export const T_WORLD = 4;
+/** 1: after each successful fault the device reads or writes the chunk through its mirror; 0: mirror only */
+export const T_ACCESS = 5;
 /** the global-lock baseline's mutex (MUTEX_WORDS), on its own line */
 export const T_GLOBAL = LINE_WORDS;
 

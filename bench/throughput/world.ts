@@ -22,13 +22,15 @@ export interface BenchWorldOptions {
   regionPages: number;
   /** dmirror's access-section model (device accesses outside the update lock; the op drains) */
   accessSection?: boolean;
+  /** data words per frame: what a device access copies per page (default 1) */
+  wordsPerPage?: number;
 }
 
 export function buildBenchWorld(o: BenchWorldOptions): World {
   setHmmKernel('5.10.109');
   const spaceMiB = Math.ceil(((o.regionPages + 512) * 4096) / 2 ** 21) * 2;
   const frames = Math.ceil((o.regionPages * 2 + 4096) / 512) * 512;
-  const phys = createPhysMem({ nframes: frames, W: 16 });
+  const phys = createPhysMem({ nframes: frames, W: o.wordsPerPage ?? 1 });
   const mm = createMm(phys, { size: spaceMiB * 2 ** 20, freeMode: 'after-end', thpMode: 'never' });
   const nsubs = ((spaceMiB * 256) / CHUNK_PAGES) * o.devices;
   const notifier = mmuNotifierSubscriptionsGet(mm, { capacity: Math.max(1024, nsubs + 64) });
