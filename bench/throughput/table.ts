@@ -11,7 +11,10 @@ function num(v: number): string {
 export function throughputMarkdown(r: ThroughputResults): string[] {
   const lines = [
     `Worker threads, ${r.machine.cores} cores (${r.machine.cpu}), ${r.mode} run, medians over ` +
-      `${String(r.settings.repetitions)} interleaved repetitions [min..max].`,
+      `${String(r.settings.repetitions)} interleaved repetitions [min..max]. ` +
+      'Each device operation is one range fault of an aligned 64-page chunk (read_begin, walk, update lock, read_retry, install): the targets compare that mirroring. ' +
+      'The "with device accesses" rows add a read or write of the whole chunk through the mirror after each fault, which every design pays alike outside the global lock. ' +
+      'What each figure includes, and why, is in the JSON (`notes`).',
     '',
     '| figure | median [min..max] | target | |',
     '|---|---|---|---|',
