@@ -3,7 +3,8 @@
  * nothing assumed), and the peak RSS of a 1 GiB address space with 8 devices, measured in a child
  * process against that child's own RSS before it built anything (the baseline of the same run).
  *
- * Run as a script with `--child` it builds the world and prints one JSON line.
+ * Run as a script with `--child` it builds the world and prints one JSON line; run as a script
+ * without it (`npx tsx bench/memory.ts`) it runs that child and prints the figures per part.
  */
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -27,7 +28,7 @@ export interface MemoryResult {
   npages: number;
   nframes: number;
   W: number;
-  /** mm: page table (PTE + PMD words) and frame metadata (state, gen, wcount) */
+  /** mm: page table (PTE + PMD words) and frame metadata (state, gen, 16-bit wcount) */
   mmLayout: LayoutPart[];
   mmBytesPerPage: number;
   mmTarget: number;
@@ -85,7 +86,7 @@ function child(): MemoryResult {
     part('PMD words', mm.pmd.byteLength, npages),
     part('frame state', fr.state.byteLength, npages),
     part('frame generation', fr.gen.byteLength, npages),
-    part('frame write counter', fr.wcount.byteLength, npages),
+    part('frame write counter (16-bit)', fr.wcount.byteLength, npages),
   ];
   const mmBytes = mmLayout.reduce((s, x) => s + x.bytes, 0);
   const f0 = files[0]!;
@@ -132,6 +133,21 @@ export function memoryFigures(): MemoryResult {
   return JSON.parse(line) as MemoryResult;
 }
 
+function printFigures(m: MemoryResult): void {
+  const parts = (l: LayoutPart[]): string => l.map((x) => `${x.name} ${x.perPage.toFixed(4)}`).join(' + ');
+  const met = (ok: boolean): string => (ok ? 'met' : 'MISSED');
+  process.stdout.write(
+    `mm shared bytes per simulated page: ${m.mmBytesPerPage.toFixed(4)} (target <= ${m.mmTarget}: ${met(m.mmMet)})\n` +
+      `  ${parts(m.mmLayout)}\n` +
+      `device mirror shared bytes per page: ${m.mirrorBytesPerPage.toFixed(4)} (target <= ${m.mirrorTarget}: ${met(m.mirrorMet)})\n` +
+      `  ${parts(m.mirrorLayout)}; per device: ${parts(m.deviceLayout)}\n` +
+      `peak RSS ${(m.rssPeakBytes / 2 ** 20).toFixed(0)} MiB (baseline ${(m.rssBaselineBytes / 2 ** 20).toFixed(0)} MiB)\n` +
+      `${m.includes}\n`,
+  );
+}
+
 if (process.argv.includes('--child')) {
   process.stdout.write(`${JSON.stringify(child())}\n`);
+} else if (process.argv[1] !== undefined && process.argv[1] === fileURLToPath(import.meta.url)) {
+  printFigures(memoryFigures());
 }

@@ -3,8 +3,9 @@
  *
  * #1 stale access: every device access compares the generation its mirror entry recorded at
  *    install with the frame's current `gen` (`checkDeviceAccess`, called by drivers).
- * #2 lost update: every device write adds 1 to the frame's write counter (`noteDeviceWrite`) and to
- *    this thread's tally; `lostUpdateEquation` checks increments + copied = live + discarded.
+ * #2 lost update: every device write adds 1 to the frame's 16-bit write counter (`noteDeviceWrite`)
+ *    and to this thread's tally; `lostUpdateEquation` checks increments + copied = live + discarded
+ *    (exact: counter wraps are accounted, see there).
  * #3 mirror coherence: `auditMirror` at a quiescent point.
  * #4 protocol sanity: `protocolSanity` (seqs, locks) at the end of a run.
  *
@@ -339,12 +340,13 @@ export function setOraclesEnabled(on: boolean): void {
 }
 
 /**
- * A device wrote to frame `pfn`: bump its write counter (shared) and this thread's tally, and
- * cancel MADV_FREE's lazy-free state (hmmsim's documented difference, spec/mm-events.md).
+ * A device wrote to frame `pfn`: bump its write counter (shared, `PhysMem.countWrite`) and this
+ * thread's tally, and cancel MADV_FREE's lazy-free state (hmmsim's documented difference,
+ * spec/mm-events.md).
  */
 export function noteDeviceWrite(phys: PhysMem, pfn: number): void {
   if (oracleSwitch.enabled) {
-    Atomics.add(phys.frames.wcount, pfn, 1);
+    phys.countWrite(pfn);
     writeIncrements++;
   }
   phys.clearLazyFree(pfn);
@@ -366,19 +368,33 @@ export interface LostUpdateTerms {
   copied: number;
   /** counters in live content (frames and swap slots still referenced) */
   live: number;
-  /** phys accounting: counters of content dropped */
+  /** phys accounting: counters of content dropped, plus WCOUNT_WRAP per counter wrap */
   discarded: number;
 }
 
 export interface LostUpdateResult extends LostUpdateTerms {
-  /** (increments + copied) - (live + discarded): 0 when nothing was lost */
+  /** (increments + copied) - (live + discarded) as an int32: 0 when nothing was lost */
   difference: number;
   ok: boolean;
 }
 
-/** checking.md #2: increments + copied = live + discarded. Records a violation when it fails. */
+/**
+ * checking.md #2: increments + copied = live + discarded. Records a violation when it fails.
+ *
+ * Frame write counters are 16 bits (layout.ts: WCOUNT_*). Every write goes through
+ * `PhysMem.countWrite`, which counts the wraps, and each wrap enters `discarded` as WCOUNT_WRAP
+ * (65,536) writes; `copied`, `live` and the rest of `discarded` add up the counters' 16-bit values.
+ * So the equation is exact in integers and `difference` is the true number of writes lost (> 0)
+ * or counted twice (< 0), taken as an int32 (the shared accounting words are int32s, which wrap
+ * at 2^32 in a long run). The one blind spot the 16-bit counters add: one frame's lost writes go
+ * unseen only if they are exactly a multiple of 65,536 (content dropped unaccounted while its
+ * counter reads 0, i.e. after k * 65,536 counted writes; or k * 65,536 writes to a frame that is
+ * no longer live). Any other loss is reported with its exact size, losses on several frames add up
+ * (two frames losing 32,768 writes each give 65,536), and only a total that is a multiple of 2^32
+ * cancels out, as with 32-bit counters.
+ */
 export function lostUpdateEquation(t: LostUpdateTerms, log: ViolationLog | null = null): LostUpdateResult {
-  const difference = t.increments + t.copied - (t.live + t.discarded);
+  const difference = (t.increments + t.copied - (t.live + t.discarded)) | 0;
   if (difference !== 0 && log !== null) {
     recordViolation(log, {
       kind: V_LOST_UPDATE,

@@ -5,8 +5,9 @@
  * the PTL: that is the model of the TLB, since an invalidation's PTE change (under the PTL) and the
  * TLB flush that follows it can then never overlap an access through the old entry.
  *
- * Every write adds 1 to the frame's write counter (spec/checking.md #2) and to this thread's
- * `cpuStats.writeIncrements`, and cancels MADV_FREE's lazy-free state.
+ * Every write adds 1 to the frame's 16-bit write counter (`PhysMem.countWrite`, which accounts
+ * its wraps; spec/checking.md #2) and to this thread's `cpuStats.writeIncrements`, and cancels
+ * MADV_FREE's lazy-free state.
  */
 
 import { FAULT_FLAG_WRITE, handleMmFault, VM_FAULT_ERROR, vmFaultToErrno } from './fault.js';
@@ -110,7 +111,7 @@ export function cpuWrite(mm: MmStruct, address: number, value: number, word = 0)
   if (pfn >= 0) {
     const phys = mm.phys;
     Atomics.store(phys.frames.data, pfn * phys.W + word, value);
-    Atomics.add(phys.frames.wcount, pfn, 1);
+    phys.countWrite(pfn);
     phys.clearLazyFree(pfn);
     ptlUnlock(mm);
     cpuStats.writes++;
@@ -148,7 +149,7 @@ export function cpuWritePages(
     if (pfn >= 0) {
       const base = pfn * W;
       for (let k = 0; k < W; k++) Atomics.store(phys.frames.data, base + k, fn(i, k));
-      Atomics.add(phys.frames.wcount, pfn, 1);
+      phys.countWrite(pfn);
       phys.clearLazyFree(pfn);
       cpuStats.writes++;
       cpuStats.writeIncrements++;

@@ -3,9 +3,10 @@
  * frame metadata, VMA records and the per-mm control block. Everyone else calls the accessors.
  *
  * Budget (spec: at most 16 shared bytes per simulated page for the mm): one 32-bit PTE word per
- * page of address space, plus three 32-bit words of frame metadata (state, generation, write
- * counter) per physical frame: 4 + 12 = 16 bytes per page when the frame pool has as many frames
- * as the address space has pages. Frame *content* (W data words) is data, reported separately.
+ * page of address space and one 32-bit PMD word per 512 pages, plus frame metadata per physical
+ * frame: a 32-bit state word, a 32-bit generation and a 16-bit write counter (10 bytes). With as
+ * many frames as the address space has pages: 4 + 4/512 + 10 = 14.0078 bytes per page
+ * (`npx tsx bench/memory.ts`). Frame *content* (W data words) is data, reported separately.
  */
 
 // ---------------------------------------------------------------------------------------------
@@ -86,14 +87,31 @@ export const FR_LOCKED = 1 << 23; // page lock (migration, collapse)
 export const FR_OWNER_SHIFT = 24;
 export const FR_OWNER_MASK = 0x7f << FR_OWNER_SHIFT;
 
-/** Words of frame metadata, as three parallel Int32Arrays of length nframes. */
+/**
+ * Frame write counter (checking.md #2): one 16-bit word per frame, so it wraps every 65,536
+ * writes. A write adds 1 with `PhysMem.countWrite`, which also counts each wrap (the add that
+ * returned WCOUNT_MAX), and every wrap is accounted as WCOUNT_WRAP discarded writes: the
+ * lost-update equation stays exact in integers (see `lostUpdateEquation`).
+ */
+export const WCOUNT_BYTES = 2;
+/** The largest value a write counter holds; the next write makes it 0 (a wrap). */
+export const WCOUNT_MAX = 0xffff;
+/** Writes one wrap of a write counter stands for. */
+export const WCOUNT_WRAP = 0x10000;
+
+/** A zeroed shared write-counter array: one WCOUNT_BYTES word per frame. */
+export function sharedWcount(nframes: number): Uint16Array {
+  return new Uint16Array(new SharedArrayBuffer(Math.max(1, nframes) * WCOUNT_BYTES));
+}
+
+/** Frame metadata, as parallel arrays of length nframes (state and gen Int32, wcount Uint16). */
 export interface FrameArrays {
   /** refcount | flags | owner (see FR_*) */
   state: Int32Array;
   /** incremented at every free: a mirror entry records it, an access compares (checking.md #1) */
   gen: Int32Array;
-  /** write counter: every write to the frame's content adds 1 (checking.md #2); not data */
-  wcount: Int32Array;
+  /** write counter, 16 bits (WCOUNT_*): every write to the content adds 1 (checking.md #2); not data */
+  wcount: Uint16Array;
   /** content: W Int32 words per frame */
   data: Int32Array;
 }

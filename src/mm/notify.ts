@@ -7,11 +7,19 @@
 import { jitterPoint, POINT_AFTER_START, POINT_BEFORE_END } from '../checker/points.js';
 import type { MmStruct } from './mm.js';
 import {
+  MMU_NOTIFIER_RANGE_BLOCKABLE,
   MMU_NOTIFY_EVENT_COUNT,
   MMU_NOTIFY_RELEASE,
   type MmuNotifierRange,
   mmuNotifierRangeInit,
 } from './mmu-notifier.js';
+
+// Module-local copies of imports used once per invalidation (an imported binding is reloaded
+// from its module cell, with a TDZ check, at every use; see src/hmm/hmm.ts).
+const jitter = jitterPoint;
+const AFTER_START = POINT_AFTER_START;
+const BEFORE_END = POINT_BEFORE_END;
+const BLOCKABLE = MMU_NOTIFIER_RANGE_BLOCKABLE;
 
 /**
  * This thread's invalidation counters: starts issued per event (index MMU_NOTIFY_*), starts that
@@ -35,20 +43,21 @@ export function resetInvalidationStats(): void {
  */
 export function invalidateRangeStart(mm: MmStruct, range: MmuNotifierRange): number {
   const e = range.event;
-  invalidationStats.starts[e]!++;
-  invalidationStats.bytes[e]! += range.end - range.start;
+  const st = invalidationStats;
+  st.starts[e]!++;
+  st.bytes[e]! += range.end - range.start;
   const ret = mm.notifiers.invalidateRangeStart(range);
   if (ret !== 0) {
-    invalidationStats.failed[e]!++;
+    st.failed[e]!++;
     return ret;
   }
-  jitterPoint(POINT_AFTER_START);
+  jitter(AFTER_START);
   return 0;
 }
 
 /** mmu_notifier_invalidate_range_end */
 export function invalidateRangeEnd(mm: MmStruct, range: MmuNotifierRange): void {
-  jitterPoint(POINT_BEFORE_END);
+  jitter(BEFORE_END);
   mm.notifiers.invalidateRangeEnd(range);
 }
 
@@ -70,5 +79,14 @@ export function rangeInit(
   owner = -1,
   ownerFile = -1,
 ): MmuNotifierRange {
-  return mmuNotifierRangeInit(mm.id, event, start, end, blockable, owner, ownerFile);
+  // mmuNotifierRangeInit's object, built here (same fields, same order: one hidden class)
+  return {
+    mmId: mm.id,
+    start,
+    end,
+    event,
+    flags: blockable ? BLOCKABLE : 0,
+    owner,
+    ownerFile,
+  };
 }

@@ -12,6 +12,8 @@ import {
   FR_LAZYFREE,
   FR_LOCKED,
   FR_PAGECACHE,
+  FR_REFCOUNT_MASK,
+  FR_TAIL,
   PAGE_SIZE,
   PMD_SIZE,
   PMD_TYPE_HUGE,
@@ -246,11 +248,11 @@ export function migratePages(mm: MmStruct, start: number, end: number): number {
 function migrateOnePage(mm: MmStruct, page: number, e: number): number {
   const phys = mm.phys;
   const pfn = e & PTE_PAYLOAD_MASK;
-  if (
-    (phys.frameState(pfn) & FR_PAGECACHE) !== 0 ||
-    phys.pageRefcount(pfn) !== 1 ||
-    !trylockPage(phys, pfn)
-  ) {
+  const st = phys.frameState(pfn);
+  // page_count: an order-0 frame carries its own count (one read of its state word serves both
+  // tests); a tail asks its head
+  const rc = (st & FR_TAIL) === 0 ? st & FR_REFCOUNT_MASK : phys.pageRefcount(pfn);
+  if ((st & FR_PAGECACHE) !== 0 || rc !== 1 || !trylockPage(phys, pfn)) {
     numaStats.migrateSkipped++;
     return 0;
   }

@@ -342,27 +342,47 @@ export function zapRangeNotify(
   start: number,
   end: number,
   event: number,
-  opts: ZapOptions = {},
+  opts: ZapOptions = NO_ZAP_OPTIONS,
 ): number {
-  const tlb = opts.tlb ?? new MmuGather(64);
+  // This thread's spare gather when it is free (a zap inside a zap gets a fresh one): a zap
+  // loop then allocates nothing. freeCollected leaves it empty; an exception leaves it taken.
+  let tlb = opts.tlb;
+  let spare = false;
+  if (tlb === undefined) {
+    if (spareGatherFree) {
+      spareGatherFree = false;
+      spare = true;
+      tlb = spareGather;
+      tlb.count = 0;
+    } else tlb = new MmuGather(64);
+  }
   const range = rangeInit(mm, event, start, end, opts.blockable ?? true, opts.owner ?? -1);
   if (mutantOn(MUTANT_FREE_BEFORE_START)) {
     zapPageRange(mm, start, end, range, tlb);
     freeCollected(mm, tlb);
     const r = invalidateRangeStart(mm, range);
+    if (spare) spareGatherFree = true;
     if (r !== 0) return r;
     opts.beforeEnd?.();
     invalidateRangeEnd(mm, range);
     return 0;
   }
   const r = invalidateRangeStart(mm, range);
-  if (r !== 0) return r;
+  if (r !== 0) {
+    if (spare) spareGatherFree = true;
+    return r;
+  }
   zapPageRange(mm, start, end, range, tlb);
   opts.beforeEnd?.();
   invalidateRangeEnd(mm, range);
   freeCollected(mm, tlb);
+  if (spare) spareGatherFree = true;
   return 0;
 }
+
+const NO_ZAP_OPTIONS: ZapOptions = Object.freeze({});
+const spareGather = new MmuGather(64);
+let spareGatherFree = true;
 
 /** Byte address of a page number (for readability at call sites). */
 export function pageAddr(page: number): number {

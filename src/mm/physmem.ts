@@ -13,10 +13,11 @@
  * the state word: a bounded LIFO cache of recently freed order-0 frames (reused first, which
  * helps catch stale accesses) backed by a cursor scan of the state words; order-9 blocks are
  * naturally aligned runs of 512 free frames found by a block scan. All of it under one spinlock.
- * Shared bytes per frame: state + generation + write counter = 12 (layout.ts budget).
+ * Shared bytes per frame: state 4 + generation 4 + write counter 2 = 10 (layout.ts budget).
  *
  * Lost-update accounting (spec/checking.md #2): `copied` (content duplicated: COW, swap-in of a
- * shared slot), `discarded` (the last reference to content went away), each on its own line.
+ * shared slot), `discarded` (the last reference to content went away, plus WCOUNT_WRAP for every
+ * wrap of a 16-bit write counter), each on its own line.
  */
 import { LINE_WORDS, sharedInt32 } from '../shm/layout.js';
 import { spinLock, spinUnlock } from '../shm/spinlock.js';
@@ -34,6 +35,9 @@ import {
   FR_TAIL,
   type FrameArrays,
   PTRS_PER_PTE,
+  sharedWcount,
+  WCOUNT_MAX,
+  WCOUNT_WRAP,
 } from './layout.js';
 
 // ---- free-event codes for the free log: the mmu_notifier event numbers 0..6, plus these ----
@@ -51,6 +55,7 @@ const C_HUGE_SCAN = 5;
 const C_FREE = 6; // free (allocatable) frames
 const C_COPIED = LINE_WORDS * 1;
 const C_DISCARDED = LINE_WORDS * 2;
+const C_WCOUNT_WRAPS = LINE_WORDS * 2 + 1; // wraps of 16-bit write counters (each WCOUNT_WRAP discarded)
 const C_SWAP_DISCARD_SLOTS = LINE_WORDS * 3; // swap slots whose content was dropped
 const C_SWAP_DISCARD_WRITES = LINE_WORDS * 3 + 1; // their write counters
 const C_LOG_HEAD = LINE_WORDS * 4;
@@ -132,7 +137,7 @@ export class PhysMem {
     this.frames = {
       state: new Int32Array(d.state),
       gen: new Int32Array(d.gen),
-      wcount: new Int32Array(d.wcount),
+      wcount: new Uint16Array(d.wcount),
       data: new Int32Array(d.data),
     };
     this.ctl = new Int32Array(d.ctl);
@@ -219,8 +224,9 @@ export class PhysMem {
     if (Atomics.load(c, C_FREE) > 0) {
       // LIFO cache first. An entry may be stale (taken since by a huge allocation or a scan):
       // state 0 says it is still free (plain read valid under the lock, see allocHugePage).
-      let top = Atomics.load(c, C_RING_TOP);
-      let count = Atomics.load(c, C_RING_COUNT);
+      // plain reads of the ring words: only the allocator lock's holder writes them
+      let top = c[C_RING_TOP]!;
+      let count = c[C_RING_COUNT]!;
       while (count > 0 && pfn < 0) {
         top = (top + RING - 1) % RING;
         count--;
@@ -254,7 +260,9 @@ export class PhysMem {
     const d = this.frames.data;
     const W = this.W;
     const base = pfn * W;
-    for (let i = 0; i < W; i++) Atomics.store(d, base + i, 0);
+    // one bulk store: no mapping reaches a frame being allocated, and the PTE (an Atomics store)
+    // that later publishes it orders these stores before any reader that finds it there
+    d.fill(0, base, base + W);
     Atomics.store(this.frames.wcount, pfn, 0);
   }
 
@@ -330,10 +338,11 @@ export class PhysMem {
     if (!poisoned) {
       Atomics.add(c, C_FREE, n);
       if (n === 1) {
-        const top = Atomics.load(c, C_RING_TOP);
-        Atomics.store(this.ring, top, h);
+        // the ring and its words are read and written only under the allocator lock
+        const top = c[C_RING_TOP]!;
+        this.ring[top] = h;
         Atomics.store(c, C_RING_TOP, (top + 1) % RING);
-        const cnt = Atomics.load(c, C_RING_COUNT);
+        const cnt = c[C_RING_COUNT]!;
         if (cnt < RING) Atomics.store(c, C_RING_COUNT, cnt + 1);
       }
     }
@@ -390,6 +399,15 @@ export class PhysMem {
     if (h !== pfn && (Atomics.load(st, h) & FR_LAZYFREE) !== 0) Atomics.and(st, h, ~FR_LAZYFREE);
   }
 
+  /**
+   * A write to frame `pfn`'s content (CPU store, device write): its 16-bit write counter + 1. The
+   * one add that wraps it (old value WCOUNT_MAX) counts the wrap: WCOUNT_WRAP writes leave the
+   * counter, accounted in `discarded`, so increments + copied = live + discarded stays exact.
+   */
+  countWrite(pfn: number): void {
+    if (Atomics.add(this.frames.wcount, pfn, 1) === WCOUNT_MAX) Atomics.add(this.ctl, C_WCOUNT_WRAPS, 1);
+  }
+
   /** COW copy (copy_user_highpage): content and write counter; the copy counts as `copied`. */
   copyPageContent(dst: number, src: number): void {
     this.copyData(dst, src);
@@ -409,7 +427,9 @@ export class PhysMem {
     const W = this.W;
     const s = src * W;
     const t = dst * W;
-    for (let i = 0; i < W; i++) Atomics.store(d, t + i, Atomics.load(d, s + i));
+    // one bulk copy (the kernel's copy_page): the source is stable (write-protected or under a
+    // migration entry), the destination not yet published (see zeroFrame)
+    d.copyWithin(t, s, s + W);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -418,8 +438,13 @@ export class PhysMem {
   get copied(): number {
     return Atomics.load(this.ctl, C_COPIED);
   }
+  /** Counters of content dropped, plus WCOUNT_WRAP per write-counter wrap (mod 2^32, as an int32). */
   get discarded(): number {
-    return Atomics.load(this.ctl, C_DISCARDED);
+    return (Atomics.load(this.ctl, C_DISCARDED) + Atomics.load(this.ctl, C_WCOUNT_WRAPS) * WCOUNT_WRAP) | 0;
+  }
+  /** Wraps of 16-bit frame write counters (each counted as WCOUNT_WRAP in `discarded`). */
+  get writeCounterWraps(): number {
+    return Atomics.load(this.ctl, C_WCOUNT_WRAPS);
   }
   get swapDiscardedSlots(): number {
     return Atomics.load(this.ctl, C_SWAP_DISCARD_SLOTS);
@@ -456,12 +481,14 @@ export class PhysMem {
   private logFree(pfn: number, g: number, event: number, mmId: number, page: number, order: number): void {
     const i = (Atomics.add(this.ctl, C_LOG_HEAD, 1) & (FREE_LOG - 1)) * LOG_STRIDE;
     const l = this.freeLog;
+    // plain stores of the fields, then the pfn with an Atomics store: a reader that finds the
+    // pfn with an Atomics load (lastFreeEvent) sees the fields written with it
+    l[i + 1] = g;
+    l[i + 2] = event;
+    l[i + 3] = mmId;
+    l[i + 4] = page;
+    l[i + 5] = order;
     Atomics.store(l, i, pfn);
-    Atomics.store(l, i + 1, g);
-    Atomics.store(l, i + 2, event);
-    Atomics.store(l, i + 3, mmId);
-    Atomics.store(l, i + 4, page);
-    Atomics.store(l, i + 5, order);
   }
 
   /**
@@ -747,8 +774,8 @@ export class PhysMem {
     return Atomics.load(this.frames.data, pfn * this.W + word);
   }
 
-  /** Shared bytes of frame metadata (state, generation, write counter) per frame. */
-  static readonly METADATA_BYTES_PER_FRAME = 12;
+  /** Shared bytes of frame metadata (state 4, generation 4, write counter 2) per frame. */
+  static readonly METADATA_BYTES_PER_FRAME = 10;
 }
 
 export interface CreatePhysMemOptions {
@@ -788,7 +815,7 @@ export function createPhysMem(opts: CreatePhysMemOptions = {}): PhysMem {
     W,
     state: buf(state),
     gen: buf(sharedInt32(nframes)),
-    wcount: buf(sharedInt32(nframes)),
+    wcount: sharedWcount(nframes).buffer as SharedArrayBuffer,
     data: buf(sharedInt32(nframes * W)),
     ctl: buf(ctl),
     ring: buf(sharedInt32(RING)),

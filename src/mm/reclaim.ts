@@ -9,6 +9,8 @@ import { jitterPoint, POINT_BEFORE_END } from '../checker/points.js';
 import {
   FR_LAZYFREE,
   FR_PAGECACHE,
+  FR_REFCOUNT_MASK,
+  FR_TAIL,
   MM_FREE_AFTER_CLEAR,
   PAGE_SIZE,
   PMD_TYPE_HUGE,
@@ -107,7 +109,10 @@ function reclaimOnePage(mm: MmStruct, page: number, e: number): number {
   const phys = mm.phys;
   const pfn = e & PTE_PAYLOAD_MASK;
   const st = phys.frameState(pfn);
-  if ((st & FR_PAGECACHE) !== 0 || phys.pageRefcount(pfn) !== 1 || !trylockPage(phys, pfn)) {
+  // page_count: an order-0 frame carries its own count (one read of its state word serves both
+  // tests); a tail asks its head
+  const rc = (st & FR_TAIL) === 0 ? st & FR_REFCOUNT_MASK : phys.pageRefcount(pfn);
+  if ((st & FR_PAGECACHE) !== 0 || rc !== 1 || !trylockPage(phys, pfn)) {
     reclaimStats.skipped++;
     return 0;
   }

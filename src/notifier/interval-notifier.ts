@@ -57,6 +57,7 @@ import {
   MN_MM_ID,
   MN_NSET,
   MN_SEQ,
+  MN_SEQ_WAITERS,
   MN_SLOT_DEFERRED_INSERT,
   MN_SLOT_DEFERRED_REMOVE,
   MN_SLOT_FREE,
@@ -107,8 +108,43 @@ const SEQ_WORD = MN_SEQ;
 const BEGIN_NO_WAIT = MUTANT_BEGIN_NO_WAIT;
 const injectionState = injection;
 const notifierStats = mmuNotifierStats;
+// The same for the write side's hot path (invalidate start and end, once per invalidation).
+const LOCK_WORD = MN_LOCK;
+const ACTIVE_WORD = MN_ACTIVE;
+const NSET_WORD = MN_NSET;
+const DEFERRED_HEAD_WORD = MN_DEFERRED_HEAD;
+const WAITERS_WORD = MN_SEQ_WAITERS;
+const STRIDE = SET_STRIDE;
+const START_HI = SET_START_HI;
+const START_LO = SET_START_LO;
+const LAST_HI = SET_LAST_HI;
+const LAST_LO = SET_LAST_LO;
+const PMAX_HI = SET_PMAX_HI;
+const PMAX_LO = SET_PMAX_LO;
+const SLOT_WORD = SET_SLOT;
+const GEN_WORD = S_GEN;
+const SLOT_WORDS = LINE_WORDS;
+const BLOCKABLE = MMU_NOTIFIER_RANGE_BLOCKABLE;
+const registry = opsRegistry;
+const lock = spinLock;
+const unlock = spinUnlock;
 const EMPTY_WORDS = new Int32Array(0);
 const SELF = threadId + 1;
+
+/**
+ * wait_event(wq, invalidate_seq != seq): sleep on the seq word while it holds `seq`, counted in
+ * MN_SEQ_WAITERS so the end step notifies only when someone may sleep. The count is raised
+ * before the first check: an end step that stores the new seq and then reads the count either
+ * sees us counted (and notifies) or stored the new seq before our check (and we do not sleep).
+ */
+function seqWait(w: Int32Array, seq: number): void {
+  Atomics.add(w, WAITERS_WORD, 1);
+  try {
+    while (Atomics.load(w, SEQ_WORD) === seq) Atomics.wait(w, SEQ_WORD, seq, WAIT_SLICE_MS);
+  } finally {
+    Atomics.sub(w, WAITERS_WORD, 1);
+  }
+}
 
 /** Default number of subscription slots per mm. */
 export const MMU_INTERVAL_DEFAULT_CAPACITY = 1024;
@@ -295,39 +331,46 @@ export class MmuNotifierSubscriptions implements MmuNotifierSubscriber {
     const rs = range.start;
     const rl = range.end - 1;
     const setBase = this.setBase;
-    mmuNotifierStats.invalidateStarts++;
+    const stats = notifierStats;
+    stats.invalidateStarts++;
 
-    spinLock(w, MN_LOCK);
-    Atomics.store(w, MN_ACTIVE, Atomics.load(w, MN_ACTIVE) + 1);
-    const n = Atomics.load(w, MN_NSET);
-    // Plain reads of the set array under the lock: every writer of it holds the lock, and our
-    // spinLock (an Atomics compareExchange) orders us after the last writer's spinUnlock.
+    lock(w, LOCK_WORD);
+    // Plain reads of the words only the lock holder writes (active count, set size, seq and the
+    // set array): every writer of them holds the lock, and our spinLock (an Atomics
+    // compareExchange) orders us after the last writer's spinUnlock. The stores stay Atomics:
+    // the seq is read without the lock (read_begin), the rest by the watchdog's dump.
+    Atomics.store(w, ACTIVE_WORD, w[ACTIVE_WORD]! + 1);
+    const n = w[NSET_WORD]!;
     // interval_tree_iter_first: the first entry whose prefix-max `last` reaches the range start
     // is the first entry that can overlap; it does iff it starts before the range ends.
     let lo = 0;
     let hi = n;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      const b = setBase + mid * SET_STRIDE;
-      if (w[b + SET_PMAX_HI]! * TWO32 + (w[b + SET_PMAX_LO]! >>> 0) < rs) lo = mid + 1;
+      const b = setBase + mid * STRIDE;
+      if (w[b + PMAX_HI]! * TWO32 + (w[b + PMAX_LO]! >>> 0) < rs) lo = mid + 1;
       else hi = mid;
     }
     let first = -1;
     if (lo < n) {
-      const b = setBase + lo * SET_STRIDE;
-      if (w[b + SET_START_HI]! * TWO32 + (w[b + SET_START_LO]! >>> 0) <= rl) first = lo;
+      const b = setBase + lo * STRIDE;
+      if (w[b + START_HI]! * TWO32 + (w[b + START_LO]! >>> 0) <= rl) first = lo;
     }
     let curSeq = 0;
     if (first >= 0) {
-      curSeq = Atomics.load(w, MN_SEQ) | 1;
-      Atomics.store(w, MN_SEQ, curSeq);
+      curSeq = w[SEQ_WORD]! | 1;
+      Atomics.store(w, SEQ_WORD, curSeq);
     }
-    spinUnlock(w, MN_LOCK);
+    unlock(w, LOCK_WORD);
     if (first < 0) return 0;
 
-    mmuNotifierStats.invalidationsHit++;
-    if (this.cacheEpoch !== opsRegistry.epoch) this.dropOpsCache();
-    const blockable = (range.flags & MMU_NOTIFIER_RANGE_BLOCKABLE) !== 0;
+    stats.invalidationsHit++;
+    if (this.cacheEpoch !== registry.epoch) this.dropOpsCache();
+    const blockable = (range.flags & BLOCKABLE) !== 0;
+    const slotsBase = this.slotsBase;
+    const opsGen = this.opsGen;
+    const ops = this.ops;
+    const handles = this.handles;
     let failed = false;
     invalidateDepth++;
     try {
@@ -337,18 +380,18 @@ export class MmuNotifierSubscriptions implements MmuNotifierSubscriber {
       // applied only when active_invalidate_ranges, which counts us, drops to 0), and every
       // earlier write to it happened before our spinLock above.
       for (let k = first; k < n; k++) {
-        const b = setBase + k * SET_STRIDE;
-        if (w[b + SET_START_HI]! * TWO32 + (w[b + SET_START_LO]! >>> 0) > rl) break;
-        if (w[b + SET_LAST_HI]! * TWO32 + (w[b + SET_LAST_LO]! >>> 0) < rs) continue;
-        const slot = w[b + SET_SLOT]!;
-        const gen = w[this.slotIdx(slot) + S_GEN]!;
-        if (this.opsGen[slot] !== gen) this.resolveOps(slot, gen);
-        mmuNotifierStats.opsCalled++;
-        if (!this.ops[slot]!.invalidate(this.handles[slot]!, range, curSeq)) {
-          mmuNotifierStats.opsFalse++;
+        const b = setBase + k * STRIDE;
+        if (w[b + START_HI]! * TWO32 + (w[b + START_LO]! >>> 0) > rl) break;
+        if (w[b + LAST_HI]! * TWO32 + (w[b + LAST_LO]! >>> 0) < rs) continue;
+        const slot = w[b + SLOT_WORD]!;
+        const gen = w[slotsBase + slot * SLOT_WORDS + GEN_WORD]!;
+        if (opsGen[slot] !== gen) this.resolveOps(slot, gen);
+        stats.opsCalled++;
+        if (!ops[slot]!.invalidate(handles[slot]!, range, curSeq)) {
+          stats.opsFalse++;
           if (blockable) {
             // WARN_ON(mmu_notifier_range_blockable(range)): a blockable op may not fail.
-            mmuNotifierStats.blockableWarnings++;
+            stats.blockableWarnings++;
             Atomics.add(w, MN_WARNINGS, 1);
             continue;
           }
@@ -366,7 +409,7 @@ export class MmuNotifierSubscriptions implements MmuNotifierSubscriber {
     invalidateDepth--;
     if (failed) {
       // out_would_block: the ops already called keep their new seq; the core ends the range.
-      mmuNotifierStats.eagain++;
+      stats.eagain++;
       this.invEnd();
       return -EAGAIN;
     }
@@ -403,23 +446,27 @@ export class MmuNotifierSubscriptions implements MmuNotifierSubscriber {
    */
   private invEnd(): void {
     const w = this.words;
-    spinLock(w, MN_LOCK);
-    const active = Atomics.load(w, MN_ACTIVE) - 1;
+    lock(w, LOCK_WORD);
+    // Plain reads under the lock (see invalidateRangeStart).
+    const active = w[ACTIVE_WORD]! - 1;
     if (active < 0) {
-      spinUnlock(w, MN_LOCK);
+      unlock(w, LOCK_WORD);
       throw new Error('invalidate_range_end without a matching invalidate_range_start');
     }
-    Atomics.store(w, MN_ACTIVE, active);
-    const seq = Atomics.load(w, MN_SEQ);
+    Atomics.store(w, ACTIVE_WORD, active);
+    const seq = w[SEQ_WORD]!;
     if (active !== 0 || (seq & 1) === 0) {
-      spinUnlock(w, MN_LOCK);
+      unlock(w, LOCK_WORD);
       return;
     }
-    Atomics.store(w, MN_SEQ, (seq + 1) | 0);
-    if (Atomics.load(w, MN_DEFERRED_HEAD) !== -1) this.applyDeferredLocked();
-    spinUnlock(w, MN_LOCK);
-    // wake_up_all(&subscriptions->wq): read_begin and remove sleep on the seq word itself.
-    Atomics.notify(w, MN_SEQ);
+    Atomics.store(w, SEQ_WORD, (seq + 1) | 0);
+    if (w[DEFERRED_HEAD_WORD]! !== -1) this.applyDeferredLocked();
+    unlock(w, LOCK_WORD);
+    // wake_up_all(&subscriptions->wq): read_begin and remove sleep on the seq word itself, and
+    // count themselves in MN_SEQ_WAITERS first (see seqWait): with nobody counted, nobody can be
+    // asleep on the old seq, since a waiter that counts itself after our seq store above sees
+    // the new seq before it would sleep.
+    if (Atomics.load(w, WAITERS_WORD) !== 0) Atomics.notify(w, SEQ_WORD);
   }
 
   /** The deferred-list walk of mn_itree_inv_end (lock held). */
@@ -665,16 +712,21 @@ export class MmuNotifierSubscriptions implements MmuNotifierSubscriber {
       if ((injection.mutants & MUTANT_REMOVE_EARLY_RETURN) !== 0) {
         // v5.10.0 .. 5.10.112: the seq read without the lock; returns as soon as the end step
         // has bumped it, possibly while that step is still walking the deferred list.
-        while (Atomics.load(w, MN_SEQ) === waitSeq) Atomics.wait(w, MN_SEQ, waitSeq, WAIT_SLICE_MS);
+        seqWait(w, waitSeq);
       } else {
         // 5.10.113 (mmu_interval_seq_released): observe the seq under the lock the end step holds
         // while it applies the deferred list, so we return only after it has finished.
-        for (;;) {
-          spinLock(w, MN_LOCK);
-          const cur = Atomics.load(w, MN_SEQ);
-          spinUnlock(w, MN_LOCK);
-          if (cur !== waitSeq) break;
-          Atomics.wait(w, MN_SEQ, waitSeq, WAIT_SLICE_MS);
+        Atomics.add(w, WAITERS_WORD, 1);
+        try {
+          for (;;) {
+            spinLock(w, MN_LOCK);
+            const cur = Atomics.load(w, MN_SEQ);
+            spinUnlock(w, MN_LOCK);
+            if (cur !== waitSeq) break;
+            Atomics.wait(w, MN_SEQ, waitSeq, WAIT_SLICE_MS);
+          }
+        } finally {
+          Atomics.sub(w, WAITERS_WORD, 1);
         }
       }
       mmuNotifierStats.removeWaits++;
@@ -952,7 +1004,7 @@ export function mmuIntervalReadBegin(sub: MmuIntervalNotifier): number {
     // wait_event(wq, invalidate_seq != seq): a futex wait on the mm seq word itself, so a change
     // between our check and the sleep is never missed (Atomics.wait compares atomically).
     const t0 = performance.now();
-    while (Atomics.load(w, MN_SEQ) === seq) Atomics.wait(w, MN_SEQ, seq, WAIT_SLICE_MS);
+    seqWait(w, seq);
     const dt = performance.now() - t0;
     st.readBeginSleeps++;
     st.readBeginSleepMs += dt;

@@ -4,7 +4,8 @@
  * own words). Everything lives in one SharedArrayBuffer viewed as an Int32Array:
  *
  * ```
- *  line 0      MN_SEQ: invalidate_seq (the futex word read_begin and remove sleep on), alone
+ *  line 0      MN_SEQ: invalidate_seq (the futex word read_begin and remove sleep on), and the
+ *              count of its sleepers (MN_SEQ_WAITERS)
  *  line 1      the notifier lock (a spinlock) and the words only its holder touches:
  *              active_invalidate_ranges, set size, deferred-list head, free-list head, ...
  *  set array   capacity entries of SET_STRIDE words, sorted by (start, slot): the subscriptions
@@ -25,6 +26,12 @@ import { SPINLOCK_WORDS } from '../shm/spinlock.js';
 // ---- header ---------------------------------------------------------------------------------
 /** invalidate_seq: even when idle, odd while an invalidation that hit a subscription is open. */
 export const MN_SEQ = 0;
+/**
+ * Threads sleeping (or about to sleep) on MN_SEQ (Atomics.add/sub by the waiters): the end step
+ * that changes the seq wakes them only when it is not 0. On MN_SEQ's line, written only by
+ * sleepers.
+ */
+export const MN_SEQ_WAITERS = 1;
 /** The notifier lock (subscriptions->lock), SPINLOCK_WORDS words. */
 export const MN_LOCK = LINE_WORDS;
 /** active_invalidate_ranges (under the lock). */

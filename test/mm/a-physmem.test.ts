@@ -147,11 +147,13 @@ describe('PhysMem frames', () => {
       const perPage = (pageTable + frameMeta) / npages;
       // printed for the report
       console.log(`nframes=${nframes}: ${perPage.toFixed(4)} bytes/page`);
-      expect(perPage).toBe(4 + 4 / PTRS_PER_PTE + (12 * nframes) / npages);
-      // default pool (65,536 frames): 7.0078; one frame per page of address space: 16.0078 (the
-      // PMD words, 4 bytes per 2 MiB, are the 0.0078 above layout.ts's 16-byte budget)
-      if (nframes === 1 << 16) expect(perPage).toBeLessThanOrEqual(16);
-      expect(PhysMem.METADATA_BYTES_PER_FRAME).toBe(12);
+      expect(f.wcount.BYTES_PER_ELEMENT).toBe(2); // 16-bit write counters
+      expect(perPage).toBe(4 + 4 / PTRS_PER_PTE + (10 * nframes) / npages);
+      // default pool (65,536 frames): 6.5078; one frame per page of address space (the budget's
+      // worst case): 4 PTE + 0.0078 PMD + 4 state + 4 generation + 2 write counter = 14.0078
+      expect(perPage).toBeLessThanOrEqual(16);
+      expect(PhysMem.METADATA_BYTES_PER_FRAME).toBe(10);
+      expect(frameMeta).toBe(PhysMem.METADATA_BYTES_PER_FRAME * nframes);
     }
   });
 });
