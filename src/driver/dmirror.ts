@@ -19,14 +19,43 @@
  * -EINVAL where the test driver would loop.
  */
 import { threadId } from 'node:worker_threads';
-import {
-  ACCESS_MIGRATE_READBACK,
-  type AccessContext,
-  type AuditableMirror,
-  oracleSwitch,
-  type ViolationLog,
-} from '../checker/oracles.js';
-import {
+import type { AccessContext, AuditableMirror, ViolationLog } from '../checker/oracles.js';
+import * as oracles from '../checker/oracles.js';
+import * as points from '../checker/points.js';
+import type { HmmRange } from '../hmm/hmm.js';
+import * as hmm from '../hmm/hmm.js';
+import * as pfn from '../hmm/pfn.js';
+import * as layout from '../mm/layout.js';
+import { registerDevPagemapOps } from '../mm/memremap.js';
+import type { MmStruct } from '../mm/mm.js';
+import type { MmuNotifierRange } from '../mm/mmu-notifier.js';
+import * as errno from '../mm/mmu-notifier.js';
+import type { PhysMem } from '../mm/physmem.js';
+import * as notifier from '../notifier/index.js';
+import { MmuIntervalNotifier } from '../notifier/index.js';
+import { LINE_WORDS, sharedInt32 } from '../shm/layout.js';
+import * as mutex from '../shm/mutex.js';
+import { dmirrorMigrateChunk, dmirrorMigrateToRam, dmirrorMmapPages } from './dmirror-migrate.js';
+import type { FileStatsLayout, MirrorRwSteps } from './mirror-common.js';
+import * as common from './mirror-common.js';
+import * as sched from './sched.js';
+import type {
+  DeviceDescriptor,
+  DriverEnv,
+  FileDescriptor,
+  FileStats,
+  MirrorDevice,
+  MirrorDriver,
+  MirrorFile,
+  MirrorOpResult,
+} from './types.js';
+
+// Module-local copies of the imported constants and functions (as in hmm/hmm.ts). An imported
+// binding is live: V8 (Node 20) reloads it from its module cell, with a TDZ check, at every use,
+// in the range-fault routine's per-page loops too; a module-local const is folded into the
+// optimised code like a literal, and a local function is a known call target (inlinable).
+const { ACCESS_MIGRATE_READBACK, oracleSwitch } = oracles;
+const {
   injection,
   MUTANT_INVALIDATE_NO_LOCK,
   MUTANT_INVALIDATE_NOOP,
@@ -39,30 +68,19 @@ import {
   POINT_BEFORE_PROGRAM,
   POINT_BEFORE_USER_LOCK,
   POINT_IN_INVALIDATE,
-} from '../checker/points.js';
-import { type HmmRange, hmmRangeFault } from '../hmm/hmm.js';
-import {
+} = points;
+const { hmmRangeFault } = hmm;
+const {
   HMM_PFN_ERROR_HI,
   HMM_PFN_ORDER_SHIFT_HI,
   HMM_PFN_REQ_FAULT_HI,
   HMM_PFN_REQ_WRITE_HI,
   HMM_PFN_VALID_HI,
   HMM_PFN_WRITE_HI,
-} from '../hmm/pfn.js';
-import { FR_DEVICE_PRIVATE, frOwner, PAGE_SIZE, ZERO_PFN } from '../mm/layout.js';
-import { registerDevPagemapOps } from '../mm/memremap.js';
-import type { MmStruct } from '../mm/mm.js';
-import {
-  EBUSY,
-  EFAULT,
-  EINVAL,
-  MMU_NOTIFY_MIGRATE,
-  type MmuNotifierRange,
-  mmuNotifierRangeBlockable,
-} from '../mm/mmu-notifier.js';
-import type { PhysMem } from '../mm/physmem.js';
-import {
-  MmuIntervalNotifier,
+} = pfn;
+const { FR_DEVICE_PRIVATE, frOwner, PAGE_SIZE, ZERO_PFN } = layout;
+const { EBUSY, EFAULT, EINVAL, MMU_NOTIFY_MIGRATE, mmuNotifierRangeBlockable } = errno;
+const {
   mmuIntervalIsInvalidating,
   mmuIntervalNotifierAttach,
   mmuIntervalNotifierInsert,
@@ -72,11 +90,9 @@ import {
   mmuIntervalSetSeq,
   mmuNotifierStats,
   registerMmuIntervalOpsKind,
-} from '../notifier/index.js';
-import { LINE_WORDS, sharedInt32 } from '../shm/layout.js';
-import { mutexLock, mutexTrylock, mutexUnlock } from '../shm/mutex.js';
-import { dmirrorMigrateChunk, dmirrorMigrateToRam, dmirrorMmapPages } from './dmirror-migrate.js';
-import {
+} = notifier;
+const { mutexLock, mutexTrylock, mutexUnlock } = mutex;
+const {
   dmirrorAccessDone,
   dmirrorAccessPages,
   F_INV,
@@ -84,7 +100,6 @@ import {
   F_META,
   F_STATS,
   F_WORDS,
-  type FileStatsLayout,
   M_CLOSED,
   M_DEVICE,
   M_ID,
@@ -92,33 +107,17 @@ import {
   MIR_PFN_MASK,
   MIR_PRESENT,
   MIR_WRITE,
-  type MirrorRwSteps,
   mirrorCheckArgs,
   mirrorEntryAt,
   mirrorErase,
+  mirrorEntryWord,
   mirrorForEachEntry,
   mirrorInstall,
   mirrorReadWrite,
   newMirrorOpResult,
   readFileStats,
-} from './mirror-common.js';
-import {
-  driverHook,
-  driverNow,
-  driverPoint,
-  HOOK_AFTER_HMM_RANGE_FAULT,
-  HOOK_AFTER_INVALIDATE,
-} from './sched.js';
-import type {
-  DeviceDescriptor,
-  DriverEnv,
-  FileDescriptor,
-  FileStats,
-  MirrorDevice,
-  MirrorDriver,
-  MirrorFile,
-  MirrorOpResult,
-} from './types.js';
+} = common;
+const { driverHook, driverNow, driverPoint, HOOK_AFTER_HMM_RANGE_FAULT, HOOK_AFTER_INVALIDATE } = sched;
 
 // ---------------------------------------------------------------------------------------------
 // Constants
@@ -404,6 +403,8 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
   private readonly actx: AccessContext;
   /** progress of the running operation (one per thread at a time) */
   private cur: MirrorOpResult = newMirrorOpResult();
+  /** `cur` of a bare rangeFault call, reused: nobody reads it, so no allocation per call */
+  private readonly faultScratch: MirrorOpResult = newMirrorOpResult();
   private bounce = new Int32Array(0);
   /** the read/write loop's steps (mirror-common.ts) */
   private readonly rw: MirrorRwSteps;
@@ -584,7 +585,14 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
   // The range-fault routine
 
   rangeFault(start: number, end: number, write: boolean): number {
-    this.cur = newMirrorOpResult();
+    // A fresh progress record, as each operation gets; read/write/snapshot/migrate return theirs,
+    // this one is never handed out, so one reused object (reset) serves every call.
+    const res = this.faultScratch;
+    res.ret = 0;
+    res.cpages = 0;
+    res.faults = 0;
+    res.retries = 0;
+    this.cur = res;
     return this.dmirrorFault(start, end, write);
   }
 
@@ -629,11 +637,16 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
     const c = this.ctl;
     const deadline = driverNow() + HMM_RANGE_DEFAULT_TIMEOUT;
     for (let attempt = 0; ; attempt++) {
-      if (driverNow() > deadline) {
-        this.stat(ST_TIMEOUTS);
-        return -EBUSY;
+      // time_after(jiffies, timeout). The first attempt takes the clock reading that set the
+      // deadline (the kernel's two jiffies reads, back to back, are as good as one): it cannot
+      // have passed, so the clock is read once per attempt.
+      if (attempt > 0) {
+        if (driverNow() > deadline) {
+          this.stat(ST_TIMEOUTS);
+          return -EBUSY;
+        }
+        this.cur.retries++;
       }
-      if (attempt > 0) this.cur.retries++;
       range.notifierSeq = mmuIntervalReadBegin(sub);
       if (mmuNotifierStats.lastReadBeginSlept) this.stat(ST_BEGIN_SLEEPS);
       driverPoint(POINT_AFTER_READ_BEGIN);
@@ -666,7 +679,7 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
       break;
     }
     driverPoint(POINT_BEFORE_PROGRAM);
-    const ret = this.dmirrorDoFault(range, write);
+    const ret = this.dmirrorDoFault(range, write, mutants);
     mutexUnlock(c, F_LOCK);
     return ret;
   }
@@ -692,18 +705,31 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
    * has WRITE. Quirk (b): a write request that got VALID without WRITE (the device's own
    * read-only private page) fails with -EFAULT, entries stored before it stay.
    */
-  private dmirrorDoFault(range: HmmRange, write: boolean): number {
+  private dmirrorDoFault(range: HmmRange, write: boolean, mutants: number): number {
     const m = this.mirror;
     const pfns = this.pfns;
     const g = this.gens;
     const first = range.start / PAGE_SIZE;
     const n = (range.end - range.start) / PAGE_SIZE;
+    // One test per page for both -EFAULTs: VALID and not ERROR (the WARN_ON), and for a write
+    // also WRITE.
+    const mask = HMM_PFN_VALID_HI | HMM_PFN_ERROR_HI | (write ? HMM_PFN_WRITE_HI : 0);
+    const want = HMM_PFN_VALID_HI | (write ? HMM_PFN_WRITE_HI : 0);
+    // An entry that already holds exactly the words the install would store (the page mirrored
+    // again, unchanged) is left as it is: the two Atomics stores (~10 ns each, the bulk of a
+    // fault of present pages) would change nothing any thread can see. Plain reads suffice under
+    // the update lock, which every writer of mirror entries holds (see mirrorErase). With a
+    // mutant on (the invalidate op may erase without the lock) every install stores.
+    const skipSame = mutants === 0;
     for (let i = 0; i < n; i++) {
       const hi = pfns[2 * i + 1]!;
-      if ((hi & HMM_PFN_VALID_HI) === 0 || (hi & HMM_PFN_ERROR_HI) !== 0) return -EFAULT; // WARN_ON
+      if ((hi & mask) !== want) return -EFAULT;
+      const page = first + i;
+      const pfn = pfns[2 * i]!;
       const wr = (hi & HMM_PFN_WRITE_HI) !== 0;
-      if (write && !wr) return -EFAULT;
-      mirrorInstall(m, first + i, pfns[2 * i]!, wr, g[i]!);
+      const gen = g[i]!;
+      if (skipSame && m[2 * page] === mirrorEntryWord(pfn, wr) && m[2 * page + 1] === gen) continue;
+      mirrorInstall(m, page, pfn, wr, gen);
     }
     this.stat(ST_PAGES_FAULTED, n);
     return 0;

@@ -32,6 +32,11 @@ export const MIR_PRESENT = 1 << 30;
 export const MIR_WRITE = 1 << 29;
 export const MIR_PFN_MASK = 0x00ffffff;
 
+/** The entry word of a present entry: present, writable iff `writable`, the PFN. */
+export function mirrorEntryWord(pfn: number, writable: boolean): number {
+  return MIR_PRESENT | (writable ? MIR_WRITE : 0) | (pfn & MIR_PFN_MASK);
+}
+
 /**
  * Install the entry of `page`: the generation first, then the entry word (present, writable iff
  * `writable`, the PFN). The caller holds the update lock.
@@ -44,7 +49,7 @@ export function mirrorInstall(
   gen: number,
 ): void {
   Atomics.store(m, 2 * page + 1, gen);
-  Atomics.store(m, 2 * page, MIR_PRESENT | (writable ? MIR_WRITE : 0) | (pfn & MIR_PFN_MASK));
+  Atomics.store(m, 2 * page, mirrorEntryWord(pfn, writable));
 }
 
 /** Erase the entries of pages [first, end); the count erased. The caller holds the update lock. */

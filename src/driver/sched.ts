@@ -8,7 +8,11 @@
  * `driverNow()` is the simulator's clock for HMM_RANGE_DEFAULT_TIMEOUT: wall time when
  * free-running, or a virtual clock a scheduler installs so replays give the same -EBUSY outcomes.
  */
-import { jitterPoint } from '../checker/points.js';
+import * as points from '../checker/points.js';
+
+// A module-local copy: an imported binding is reloaded from its module cell at every use (see
+// hmm/hmm.ts); this one is on every driver point.
+const { jitterPoint } = points;
 
 /** Driver-private hook ids beyond checker/points.ts (never jittered). */
 export const HOOK_AFTER_INVALIDATE = 100; // invalidate op: after unlock, before returning true

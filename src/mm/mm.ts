@@ -35,6 +35,12 @@ import {
 import { MmuNotifierChain } from './mmu-notifier.js';
 import type { PhysMem } from './physmem.js';
 
+// Module-local copies for the mmap read lock, taken on every range fault: an imported binding is
+// reloaded from its module cell, with a TDZ check, at every use (see hmm/hmm.ts).
+const MMAP_LOCK = MM_MMAP_LOCK;
+const mmapDownRead = downRead;
+const mmapUpRead = upRead;
+
 /** Everything a worker needs to attach an mm: plain data and SharedArrayBuffers only. */
 export interface MmDescriptor {
   id: number;
@@ -96,10 +102,10 @@ export class MmStruct {
 
   // ---- mmap lock (mmap_read_lock & co); each returns true if it had to wait ----
   mmapReadLock(): boolean {
-    return downRead(this.ctl, MM_MMAP_LOCK);
+    return mmapDownRead(this.ctl, MMAP_LOCK);
   }
   mmapReadUnlock(): void {
-    upRead(this.ctl, MM_MMAP_LOCK);
+    mmapUpRead(this.ctl, MMAP_LOCK);
   }
   mmapWriteLock(): boolean {
     return downWrite(this.ctl, MM_MMAP_LOCK);

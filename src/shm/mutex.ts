@@ -17,6 +17,8 @@ export const MUTEX_WORDS = 2;
 const UNLOCKED = 0;
 const LOCKED = 1;
 const CONTENDED = 2;
+/** The holder word's value for this thread (an imported binding is reloaded at every use). */
+const SELF = threadId + 1;
 
 /** Initialise a mutex at `i` (the buffer starts zeroed, so this is only needed for reuse). */
 export function mutexInit(w: Int32Array, i: number): void {
@@ -27,7 +29,7 @@ export function mutexInit(w: Int32Array, i: number): void {
 /** Try once; true if taken. */
 export function mutexTrylock(w: Int32Array, i: number): boolean {
   if (Atomics.compareExchange(w, i, UNLOCKED, LOCKED) === UNLOCKED) {
-    Atomics.store(w, i + 1, threadId + 1);
+    Atomics.store(w, i + 1, SELF);
     return true;
   }
   return false;
@@ -40,14 +42,14 @@ export function mutexTrylock(w: Int32Array, i: number): boolean {
 export function mutexLock(w: Int32Array, i: number, spin = MUTEX_SPIN): boolean {
   let c = Atomics.compareExchange(w, i, UNLOCKED, LOCKED);
   if (c === UNLOCKED) {
-    Atomics.store(w, i + 1, threadId + 1);
+    Atomics.store(w, i + 1, SELF);
     return false;
   }
   for (let n = 0; n < spin; n++) {
     if (Atomics.load(w, i) === UNLOCKED) {
       c = Atomics.compareExchange(w, i, UNLOCKED, LOCKED);
       if (c === UNLOCKED) {
-        Atomics.store(w, i + 1, threadId + 1);
+        Atomics.store(w, i + 1, SELF);
         return true;
       }
     }
@@ -58,7 +60,7 @@ export function mutexLock(w: Int32Array, i: number, spin = MUTEX_SPIN): boolean 
     Atomics.wait(w, i, CONTENDED, WAIT_SLICE_MS);
     c = Atomics.exchange(w, i, CONTENDED);
   }
-  Atomics.store(w, i + 1, threadId + 1);
+  Atomics.store(w, i + 1, SELF);
   return true;
 }
 

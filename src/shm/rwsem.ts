@@ -44,7 +44,12 @@ export function downRead(w: Int32Array, b: number): boolean {
 }
 
 export function upRead(w: Int32Array, b: number): void {
-  if (Atomics.sub(w, b + STATE, 1) === 1) wake(w, b);
+  // The last reader out wakes only if a writer waits: a reader's release can unblock nobody
+  // else (readers wait only while a writer holds or waits, and a holder's up/downgrade wakes
+  // them). No wake-up is lost: a writer counts itself in WAITW before it reads GEN and retries
+  // its compareExchange, so if our load of WAITW (after our sub, both seq-cst) sees 0, that
+  // compareExchange comes after our sub and finds the lock free.
+  if (Atomics.sub(w, b + STATE, 1) === 1 && Atomics.load(w, b + WAITW) !== 0) wake(w, b);
 }
 
 export function downWriteTrylock(w: Int32Array, b: number): boolean {

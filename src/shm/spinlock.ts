@@ -13,10 +13,12 @@ const SPIN = 1000;
 const FREE = 0;
 const HELD = 1;
 const SLEPT_ON = 2;
+/** The holder word's value for this thread (an imported binding is reloaded at every use). */
+const SELF = threadId + 1;
 
 export function spinTrylock(w: Int32Array, i: number): boolean {
   if (Atomics.compareExchange(w, i, FREE, HELD) === FREE) {
-    Atomics.store(w, i + 1, threadId + 1);
+    Atomics.store(w, i + 1, SELF);
     return true;
   }
   return false;
@@ -25,12 +27,12 @@ export function spinTrylock(w: Int32Array, i: number): boolean {
 /** Returns true if the caller had to wait. */
 export function spinLock(w: Int32Array, i: number): boolean {
   if (Atomics.compareExchange(w, i, FREE, HELD) === FREE) {
-    Atomics.store(w, i + 1, threadId + 1);
+    Atomics.store(w, i + 1, SELF);
     return false;
   }
   for (let n = 0; n < SPIN; n++) {
     if (Atomics.load(w, i) === FREE && Atomics.compareExchange(w, i, FREE, HELD) === FREE) {
-      Atomics.store(w, i + 1, threadId + 1);
+      Atomics.store(w, i + 1, SELF);
       return true;
     }
   }
@@ -41,7 +43,7 @@ export function spinLock(w: Int32Array, i: number): boolean {
     Atomics.wait(w, i, SLEPT_ON, 1);
     c = Atomics.exchange(w, i, SLEPT_ON);
   }
-  Atomics.store(w, i + 1, threadId + 1);
+  Atomics.store(w, i + 1, SELF);
   return true;
 }
 
