@@ -2,6 +2,7 @@
  * Issue 7: devices of either protocol (v5.10, v5.4) and users' drivers in the parallel run.
  * Every run is bounded in mutator operations and seeded; assertion messages carry the seed.
  */
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { runWithOptions } from '../../src/cli/run.js';
 import { compareRows } from '../../src/report/compare.js';
@@ -117,11 +118,26 @@ describe('the v5.4 race, for real (threads, jitter, the correct legacy driver)',
 });
 
 describe('side by side: scenarios/disjoint.json under both protocols', () => {
-  it('v5.10 (per-region subscriptions) hardly waits; v5.4 waits on the mm-wide count', async () => {
+  it('v5.10 (per-region subscriptions) never waits for invalidations elsewhere; v5.4 waits on the mm-wide count', async () => {
+    // The disjoint scenario with read-only devices: every invalidation is the mutator's, in another
+    // VMA, so v5.10's read_begin can never find its subscription's invalidation open (exactly 0
+    // waits), while v5.4's wait_until_valid waits whenever any invalidation of the mm is running.
+    // With writes, a device's own COW break also invalidates its region, and while an unrelated
+    // invalidation overlaps it the mm-wide seq stays odd, so v5.10 then waits too (faithfully):
+    // a count that depends on thread timing, not a property to assert.
     const seed = testSeed();
+    const { writeFileSync, mkdtempSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const base = JSON.parse(readFileSync('scenarios/disjoint.json', 'utf8')) as {
+      workload: { writeFraction: number };
+    };
+    base.workload.writeFraction = 0;
+    const file = join(mkdtempSync(join(tmpdir(), 'hmmsim-disjoint-')), 'disjoint-ro.json');
+    writeFileSync(file, JSON.stringify(base));
     const t = io();
     const code = await runWithOptions(
-      { scenario: 'scenarios/disjoint.json', protocol: 'both', ops: 1000, seed, progress: false },
+      { scenario: file, protocol: 'both', ops: 1000, seed, progress: false },
       t.io,
     );
     const text = t.out.join('');
@@ -137,7 +153,8 @@ describe('side by side: scenarios/disjoint.json under both protocols', () => {
         .map((m) => [m[1]!.trim(), [Number(m[2]), Number(m[3])]] as const),
     );
     const waits = rows.get('begin / wait_until_valid waits')!;
-    expect(waits[1]!, why).toBeGreaterThan(10 * Math.max(1, waits[0]!));
+    expect(waits[0]!, why).toBe(0);
+    expect(waits[1]!, why).toBeGreaterThan(0);
     expect(rows.get('violations'), why).toEqual([0, 0]);
   });
 
