@@ -1,7 +1,8 @@
 /**
  * The throughput benchmark's control block (one SharedArrayBuffer, Int32 words): the window
  * header on line 0, the global-lock baseline's mutex on line 1, and two cache lines per device
- * for its counters (one writer each, Atomics; the main thread reads them at window edges).
+ * for its counters (one writer each, published with Atomics.store in batches; the main thread reads
+ * them at window edges). Every counter wraps at 2^31: readers take differences with `| 0`.
  */
 import { LINE_WORDS } from '../../src/shm/layout.js';
 
@@ -45,12 +46,14 @@ export const TD_IDLE_EPOCH = 6;
 /** 1 once attached and looping */
 export const TD_READY = 7;
 export const TD_CRASHED = 8;
-/** microseconds spent in the fault (global lock: including waiting for the mutex), wraps (diff with | 0) */
+/** sampled microseconds spent in the fault (global lock: including waiting for the mutex), wraps (diff with | 0) */
 export const TD_FAULT_US = 9;
 /** microseconds spent in the access through the mirror (read or write, refaults included) */
 export const TD_ACCESS_US = 10;
 /** microseconds spent waiting for the global mutex (global-lock variant only) */
 export const TD_LOCK_US = 11;
+/** operations whose times were sampled (the *_US words sum over those only) */
+export const TD_SAMPLES = 12;
 export const TD_WORDS = 2 * LINE_WORDS;
 
 export function tdBase(device: number): number {

@@ -60,6 +60,7 @@ import {
   TD_PAGES,
   TD_READY,
   TD_REFAULTS,
+  TD_SAMPLES,
   type ThroughputTask,
   type ThroughputTaskResult,
   tdBase,
@@ -153,7 +154,7 @@ interface WindowResult {
   readBeginSleeps: number;
   errors: number;
   refaults: number;
-  /** device time per successful chunk, microseconds: the fault (global: with the mutex wait) */
+  /** device time per operation (sampled), microseconds: the fault (global: with the mutex wait) */
   faultUsPerChunk: number;
   /** of which waiting for the global mutex */
   lockUsPerChunk: number;
@@ -331,7 +332,7 @@ class Bench {
   }
 
   private snapshot(active: number): number[] {
-    const s = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    const s = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     for (let d = 0; d < active; d++) {
       const b = tdBase(d);
       s[0]! += Atomics.load(this.c, b + TD_CHUNKS);
@@ -345,6 +346,7 @@ class Bench {
       s[8]! += Atomics.load(this.c, b + TD_FAULT_US);
       s[9]! += Atomics.load(this.c, b + TD_ACCESS_US);
       s[10]! += Atomics.load(this.c, b + TD_LOCK_US);
+      s[12]! += Atomics.load(this.c, b + TD_SAMPLES);
     }
     s[7] = this.ctx.ops;
     s[11] = this.mutMs * 1000;
@@ -394,9 +396,10 @@ class Bench {
     }
     await this.idle();
     const sec = (tb - ta) / 1000;
-    // The device-time words wrap at 2^31 per device: differences modulo 2^32 (a window is far shorter).
-    const d = s1.map((x, i) => (i >= 8 && i <= 10 ? ((x - s0[i]!) | 0) >>> 0 : x - s0[i]!));
-    const perChunk = (x: number): number => (d[0]! > 0 ? x / d[0]! : 0);
+    // The device words wrap at 2^31 (pages: after ~1 minute at full speed): differences modulo
+    // 2^32, exact while a window's difference stays below 2^31. [7] and [11] are the mutator's.
+    const d = s1.map((x, i) => (i === 7 || i === 11 ? x - s0[i]! : ((x - s0[i]!) | 0) >>> 0));
+    const perSample = (x: number): number => (d[12]! > 0 ? x / d[12]! : 0);
     return {
       pagesPerSec: d[1]! / sec,
       accessesPerSec: d[2]! / sec,
@@ -407,9 +410,9 @@ class Bench {
       readBeginSleeps: d[6]!,
       errors: d[3]!,
       refaults: d[4]!,
-      faultUsPerChunk: perChunk(d[8]!),
-      lockUsPerChunk: perChunk(d[10]!),
-      accessUsPerChunk: perChunk(d[9]!),
+      faultUsPerChunk: perSample(d[8]!),
+      lockUsPerChunk: perSample(d[10]!),
+      accessUsPerChunk: perSample(d[9]!),
       mutationUs: d[7]! > 0 ? d[11]! / d[7]! : 0,
       ms: tb - ta,
     };
@@ -791,7 +794,7 @@ export async function runThroughput(o: ThroughputOptions): Promise<ThroughputRes
       `Two kinds of variant. Mirror-only (the names without +access, which carry the targets): each device operation is one range fault of a chunk (read_begin, walk, update lock, read_retry, install into the mirror) and nothing else, so the figure is the mirroring itself. +access: the same fault, then the device reads or writes the whole chunk through its mirror (${wordsPerPage} data word${wordsPerPage === 1 ? '' : 's'} a page, with the oracles' per-page generation checks and write counts); device accesses/s counts those pages. Every design pays the access alike and outside the global lock, so it dilutes the seqlock / global lock ratio towards 1 (reported as the -access rows; with 16 words a page the access was ~75% of an operation and the ratio ~1.0).`,
       'Oracles stay on (the default) in every variant: per-page generation checks on access and the write counter, the same in all three designs.',
       "seqlock: the reference driver (dmirror) as is, one interval subscription per 64-page chunk per device, with the device access-section model (dmirror device option accessSection, spec/driver.md): a device reads or writes its 64 pages through the mirror outside the update lock, in a section that each invalidate op drains after erasing. With the accesses under the update lock instead (--access-section off), the mutex hands the lock back to the device between back-to-back accesses and the mutator (each invalidate op takes both files' update locks) was measured at 115-275 us per mutation against 40-90 for the global lock, reaching 4-8k of the 20k mutations/s asked. The world is built twice (same layout, same seeds): the seqlock runs in the access-section copy, the global lock and message passing in the update-lock copy (the reference driver as is: while the global lock's mutator holds the mutex and waits for an update lock, the device holding it cannot start its next fault, so nothing starves there). global lock: the same routine inside one futex-style mutex (spin then Atomics.wait, spin tuned among the candidates per configuration, best median taken); the mutator holds it around each mutation. It still executes the uncontended read_begin/read_retry and update lock, a few atomics per chunk. message passing: the main thread owns the page table and serves each chunk (walk + install) in its message handler; the reply is the return code; the device then accesses through the mirror as in the other designs.",
-      "timeUs (per variant): device microseconds per successful chunk in the fault (global lock: including the mutex wait, also given alone) and in the access, and the mutator's microseconds per mutation (global lock: with the mutex wait), from performance.now around each, medians of the per-window means. At 20k mutations/s the fault is dominated by the CPU-side repair of mutated pages (refaults, swap-in, migration waits), not by the walk; 3 busy threads on 2 cores also inflate every figure.",
+      "timeUs (per variant): device microseconds per operation in the fault (global lock: including the mutex wait, also given alone) and in the access, sampled on one operation in 16 (performance.now costs ~70 ns here), and the mutator's microseconds per mutation (global lock: with the mutex wait), from performance.now around each, medians of the per-window means. Device counters are published every 32 operations (every operation for message passing), so a window edge misses at most 31 operations per device. At 20k mutations/s the fault is dominated by the CPU-side repair of mutated pages (refaults, swap-in, migration waits), not by the walk; 3 busy threads on 2 cores also inflate every figure.",
       "Retries at 20k mutations/s are mostly self-inflicted and the same in every design: a device write fault on a page a read fault mapped to the zero page after madvise(DONTNEED) breaks the COW, whose invalidation (MMU_NOTIFY_CLEAR, as in Linux) collides with the faulting file's own subscription (measured single-threaded: 0.128 retries per write fault after a DONTNEED; none for the other mutation kinds).",
       'Refaults: an access that finds an entry invalidated since its fault faults again inside the driver (without the global lock in that variant); counted as refaults.',
       "The 1-device figures come from the 2-device world with device 1 idle (still subscribed, so each mutation runs both files' invalidate ops), interleaved with the 2-device variants.",
