@@ -9,7 +9,9 @@
  * - device ctl: id, flags, region size, file counter (line 0); the access-section count (line 1);
  *   zdd: per frame, the file that allocated a device frame (the kernel's zone_device_data);
  * - file ctl: the update lock (line 0), op-side statistics (line 1), invalidate-side statistics
- *   (line 2), identity and state (line 3); the subscriptions' (slot, gen) pairs;
+ *   and the snapshot subscription's seq source (line 2), identity and state (line 3);
+ * - subscription words: per subscription (slot, gen, seq source): the source (SRC_*) of the last
+ *   seq bump, stored by the invalidating thread before mmu_interval_set_seq;
  * - the mirror: two Int32 words per page of address space (8 bytes): the entry (present, writable,
  *   PFN) and the frame generation recorded at install (oracle #1).
  *
@@ -163,10 +165,16 @@ const ST_PAGES_FAULTED = 5;
 const ST_SNAPSHOTS = 6;
 const ST_ACCESSES = 7;
 const ST_TIMEOUTS = 8;
+// retries by the source of the seq bump (ST_RETRY_BY + SRC_*)
+const ST_RETRY_BY = 9;
+const ST_RETRY_PROCESS = ST_RETRY_BY + 0;
+const ST_RETRY_OTHER_DEVICE = ST_RETRY_BY + 1;
+const ST_RETRY_OWN_FAULT = ST_RETRY_BY + 2;
 const IV_CALLS = 0;
 const IV_SKIPPED = 1;
 const IV_FAILED = 2;
 const IV_ERASED = 3;
+const IV_SNAP_SOURCE = 4; // SRC_* of the last seq bump of the running snapshot's subscription
 const M_NSUBS = 4;
 const M_REGION_PAGES = 5;
 
@@ -184,7 +192,24 @@ const STATS_LAYOUT: FileStatsLayout = {
   invalidationsSkipped: F_INV + IV_SKIPPED,
   invalidationsFailed: F_INV + IV_FAILED,
   entriesErased: F_INV + IV_ERASED,
+  retriesByProcess: F_STATS + ST_RETRY_PROCESS,
+  retriesByOtherDevice: F_STATS + ST_RETRY_OTHER_DEVICE,
+  retriesByOwnFault: F_STATS + ST_RETRY_OWN_FAULT,
 };
+
+// ---- subscription words: SUB_STRIDE per subscription ----
+const SUB_STRIDE = 3;
+const SUB_SLOT = 0;
+const SUB_GEN = 1;
+const SUB_SOURCE = 2;
+/**
+ * Sources of a seq bump (a subscription's last one; retries are counted by it): no device fault
+ * path running in the invalidating thread (the mutator, CPU accesses), another file's fault path,
+ * the subscribed file's own.
+ */
+export const SRC_PROCESS = 0;
+export const SRC_OTHER_DEVICE = 1;
+export const SRC_OWN_FAULT = 2;
 
 // ---- mirror entry word (mirror-common.ts) ----
 /**
@@ -220,6 +245,24 @@ const devicesById = new Map<number, DmirrorDevice>();
 const filesById = new Map<number, DmirrorFile>();
 let nextDeviceId = 1;
 let kindsRegistered = false;
+
+/**
+ * The file whose device fault path (range fault, snapshot, migrate) runs in this thread, by id: 0
+ * if none, -1 for another driver's device thread. Invalidations issued meanwhile (a COW in
+ * handle_mm_fault, migrate_to_ram of another device's page, the migration's own events) are
+ * attributed to it (SRC_*).
+ */
+let faultingFileId = 0;
+
+/**
+ * Mark this thread's running device fault path (a file id, or -1: a device thread of a driver
+ * that does not mark its own); returns the previous mark, to restore.
+ */
+export function dmirrorSetFaultPath(id: number): number {
+  const prev = faultingFileId;
+  faultingFileId = id;
+  return prev;
+}
 
 function registerKinds(): void {
   if (kindsRegistered) return;
@@ -313,7 +356,7 @@ export class DmirrorDevice implements MirrorDevice {
     Atomics.store(ctl, F_META + M_NSUBS, nsubs);
     Atomics.store(ctl, F_META + M_REGION_PAGES, regionPages);
     const mirror = sharedInt32(2 * mm.npages);
-    const subWords = sharedInt32(2 * nsubs);
+    const subWords = sharedInt32(SUB_STRIDE * nsubs);
     const f = new DmirrorFile(this, mm, ctl, mirror, subWords, []);
     // mmu_interval_notifier_insert over the whole space (or each region)
     for (let r = 0; r < nsubs; r++) {
@@ -326,8 +369,8 @@ export class DmirrorDevice implements MirrorDevice {
         filesById.delete(id);
         return ret;
       }
-      Atomics.store(subWords, 2 * r, sub.slot);
-      Atomics.store(subWords, 2 * r + 1, sub.gen);
+      Atomics.store(subWords, SUB_STRIDE * r + SUB_SLOT, sub.slot);
+      Atomics.store(subWords, SUB_STRIDE * r + SUB_GEN, sub.gen);
       f.subs.push(sub);
     }
     return f;
@@ -339,11 +382,11 @@ export class DmirrorDevice implements MirrorDevice {
     if (d.mmId !== mm.id) throw new Error(`dmirror file ${d.id} belongs to mm ${d.mmId}, not ${mm.id}`);
     const subWords = new Int32Array(d.subs as SharedArrayBuffer);
     const subs: MmuIntervalNotifier[] = [];
-    for (let r = 0; r < subWords.length / 2; r++) {
+    for (let r = 0; r < subWords.length / SUB_STRIDE; r++) {
       const h = mmuIntervalNotifierAttach(mm, {
         mmId: mm.id,
-        slot: Atomics.load(subWords, 2 * r),
-        gen: Atomics.load(subWords, 2 * r + 1),
+        slot: Atomics.load(subWords, SUB_STRIDE * r + SUB_SLOT),
+        gen: Atomics.load(subWords, SUB_STRIDE * r + SUB_GEN),
       });
       if (h !== null) subs.push(h);
     }
@@ -479,6 +522,25 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
     return this.subs.length === 1 ? this.subs[0]! : this.subs[Math.floor(page / this.regionPages)]!;
   }
 
+  /** The word holding `sub`'s seq source (subscriptions are laid out by region). */
+  private sourceWord(sub: MmuIntervalNotifier): number {
+    return SUB_STRIDE * Math.floor(sub.start / (this.regionPages * PAGE_SIZE)) + SUB_SOURCE;
+  }
+
+  /** The source (SRC_*) of a seq bump of this file's subscription made now, in this thread. */
+  private seqSource(): number {
+    const f = faultingFileId;
+    return f === 0 ? SRC_PROCESS : f === this.id ? SRC_OWN_FAULT : SRC_OTHER_DEVICE;
+  }
+
+  /**
+   * Count a retry by the source of the last seq bump of `sub`. Approximate when several
+   * invalidations hit one attempt's window: the last bump before the read wins.
+   */
+  private countRetryCause(sub: MmuIntervalNotifier): void {
+    this.stat(ST_RETRY_BY + Atomics.load(this.subWords, this.sourceWord(sub)));
+  }
+
   /**
    * True while an invalidation of a subscription covering pages [first, end) is open (see
    * mmuIntervalIsInvalidating). The migrate path asks it under the update lock before it
@@ -539,6 +601,7 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
       // device frame. The test driver (quirkC) returns at once.
       if (!dev.quirkC && mmuNotifierRangeBlockable(range)) {
         mutexLock(c, F_LOCK);
+        Atomics.store(this.subWords, this.sourceWord(sub), this.seqSource());
         mmuIntervalSetSeq(sub, curSeq);
         mutexUnlock(c, F_LOCK);
       }
@@ -553,6 +616,7 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
       }
     }
     if ((mutants & MUTANT_NO_SET_SEQ) === 0) {
+      Atomics.store(this.subWords, this.sourceWord(sub), this.seqSource());
       mmuIntervalSetSeq(sub, (mutants & MUTANT_SEQ_NOT_ODD) !== 0 ? (curSeq - 1) | 0 : curSeq);
     }
     driverPoint(POINT_IN_INVALIDATE);
@@ -576,6 +640,7 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
     const c = this.ctl;
     if (mmuNotifierRangeBlockable(range)) mutexLock(c, F_LOCK);
     else if (!mutexTrylock(c, F_LOCK)) return false;
+    Atomics.store(c, F_INV + IV_SNAP_SOURCE, this.seqSource());
     mmuIntervalSetSeq(sub, curSeq);
     mutexUnlock(c, F_LOCK);
     return true;
@@ -627,7 +692,9 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
   /**
    * dmirror_range_fault: the documented pattern (Documentation/vm/hmm.rst) under a deadline of
    * HMM_RANGE_DEFAULT_TIMEOUT from the chunk's start, checked at the top of each attempt.
-   * Every return to read_begin counts as a retry.
+   * Every return to read_begin counts as a retry, and as a retry by the source (SRC_*) of the
+   * subscription's last seq bump: the process, another device's fault path or this file's own
+   * (a write fault that COWs a zero page it read-faulted earlier collides with itself).
    */
   private dmirrorRangeFault(range: HmmRange, write: boolean): number {
     const mutants = injection.mutants; // read once per operation
@@ -651,12 +718,21 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
       if (mmuNotifierStats.lastReadBeginSlept) this.stat(ST_BEGIN_SLEEPS);
       driverPoint(POINT_AFTER_READ_BEGIN);
       mm.mmapReadLock();
-      const ret = hmmRangeFault(range);
+      // Invalidations this call issues (handle_mm_fault: a COW, migrate_to_ram) are ours.
+      const prevFault = faultingFileId;
+      faultingFileId = this.id;
+      let ret: number;
+      try {
+        ret = hmmRangeFault(range);
+      } finally {
+        faultingFileId = prevFault;
+      }
       mm.mmapReadUnlock();
       this.stat(ST_HMM_CALLS);
       if (ret !== 0) {
         if (ret === -EBUSY) {
           this.stat(ST_HMM_BUSY);
+          this.countRetryCause(sub);
           continue;
         }
         return ret;
@@ -667,6 +743,7 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
       // invalidation between it and the lock goes unseen.
       if ((mutants & MUTANT_RETRY_OUTSIDE_LOCK) !== 0 && mmuIntervalReadRetry(sub, range.notifierSeq)) {
         this.stat(ST_READ_RETRY);
+        this.countRetryCause(sub);
         continue;
       }
       driverPoint(POINT_BEFORE_USER_LOCK);
@@ -674,6 +751,7 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
       if (!skipRetry && mmuIntervalReadRetry(sub, range.notifierSeq)) {
         mutexUnlock(c, F_LOCK);
         this.stat(ST_READ_RETRY);
+        this.countRetryCause(sub);
         continue;
       }
       break;
@@ -865,12 +943,19 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
       if (mmuNotifierStats.lastReadBeginSlept) this.stat(ST_BEGIN_SLEEPS);
       driverPoint(POINT_AFTER_READ_BEGIN);
       mm.mmapReadLock();
-      ret = hmmRangeFault(range);
+      const prevFault = faultingFileId;
+      faultingFileId = this.id;
+      try {
+        ret = hmmRangeFault(range);
+      } finally {
+        faultingFileId = prevFault;
+      }
       mm.mmapReadUnlock();
       this.stat(ST_HMM_CALLS);
       if (ret !== 0) {
         if (ret === -EBUSY) {
           this.stat(ST_HMM_BUSY);
+          this.stat(ST_RETRY_BY + Atomics.load(c, F_INV + IV_SNAP_SOURCE));
           continue;
         }
         break;
@@ -880,6 +965,7 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
       if (mmuIntervalReadRetry(sub, range.notifierSeq)) {
         mutexUnlock(c, F_LOCK);
         this.stat(ST_READ_RETRY);
+        this.stat(ST_RETRY_BY + Atomics.load(c, F_INV + IV_SNAP_SOURCE));
         continue;
       }
       const n = (end - start) / PAGE_SIZE;
@@ -934,6 +1020,9 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
     const end = addr + npages * PAGE_SIZE;
     const mm = this.mm;
     mm.mmapReadLock();
+    // The migration's invalidations (collect, CLEARs, migrate_to_ram it causes) are ours.
+    const prevFault = faultingFileId;
+    faultingFileId = this.id;
     let ret = 0;
     try {
       for (let a = addr; a < end; ) {
@@ -945,6 +1034,7 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
         a = next;
       }
     } finally {
+      faultingFileId = prevFault;
       mm.mmapReadUnlock();
     }
     if (ret !== 0) {

@@ -96,6 +96,8 @@ export function mirrorEntryAt(
 export const F_LOCK = 0; // the update lock (dmirror->mutex), MUTEX_WORDS
 export const F_STATS = LINE_WORDS; // op side, written by the thread driving the file
 export const F_INV = 2 * LINE_WORDS; // invalidate side, written by invalidating threads
+// (dmirror.ts: op-side words 9..11 count retries by cause; invalidate-side word 4 is the snapshot
+// subscription's seq source; its subscription words are (slot, gen, seq source) triples)
 export const F_META = 3 * LINE_WORDS;
 export const M_ID = 0;
 export const M_DEVICE = 1;
@@ -134,6 +136,9 @@ export function readFileStats(ctl: Int32Array, layout: FileStatsLayout): FileSta
   };
   if (layout.waitUs !== undefined) s.waitUs = w(layout.waitUs);
   if (layout.zeroPageEfaults !== undefined) s.zeroPageEfaults = w(layout.zeroPageEfaults);
+  if (layout.retriesByProcess !== undefined) s.retriesByProcess = w(layout.retriesByProcess);
+  if (layout.retriesByOtherDevice !== undefined) s.retriesByOtherDevice = w(layout.retriesByOtherDevice);
+  if (layout.retriesByOwnFault !== undefined) s.retriesByOwnFault = w(layout.retriesByOwnFault);
   return s;
 }
 

@@ -98,6 +98,17 @@ export interface FileStats {
   waitUs?: number;
   /** Optional: operations that failed with -EFAULT on the shared zero page (v5.4 hmm_range_fault) */
   zeroPageEfaults?: number;
+  /**
+   * Optional (the v5.10 reference device): retries of the range-fault routine (and snapshot),
+   * hmm_range_fault -EBUSY or read_retry, by the source of the subscription's last seq bump
+   * before the retry was seen; they sum to hmmBusy + readRetryCollisions. Retries caused by the
+   * process side: the mutator's mutations and CPU accesses.
+   */
+  retriesByProcess?: number;
+  /** Optional: retries caused by another device's fault path (its hmm_range_fault or migration) */
+  retriesByOtherDevice?: number;
+  /** Optional: retries caused by the file's own fault path (e.g. its write fault breaking COW) */
+  retriesByOwnFault?: number;
 }
 
 export interface MirrorFile {

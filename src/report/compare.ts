@@ -38,6 +38,11 @@ export function compareRows(runs: readonly RunResults[]): [string, string[]][] {
   const col = (f: (r: RunResults) => string): string[] => runs.map(f);
   const m = (r: RunResults) => r.counters.merged;
   const runS = (r: RunResults) => (r.outcome.runMs ?? r.outcome.wallMs) / 1000;
+  // retries by cause: counted by the v5.10 reference device only ('-' for a run without one)
+  const byCause = (f: (c: RunResults['counters']['merged']) => number | undefined) =>
+    col((r) =>
+      r.devices === undefined || r.devices.some((d) => d.driver === 'dmirror') ? String(f(m(r)) ?? 0) : '-',
+    );
   return [
     ['mutations', col((r) => String(r.outcome.mutatorOps))],
     ['device operations', col((r) => String(r.outcome.deviceOps))],
@@ -50,6 +55,9 @@ export function compareRows(runs: readonly RunResults[]): [string, string[]][] {
     ['retries per call (p99)', col((r) => String(r.histograms.retriesPerCall.merged.p99))],
     ['hmm_range_fault -EBUSY', col((r) => String(m(r).hmmRangeFaultBusy))],
     ['collisions under the lock', col((r) => String(m(r).readRetryCollisions))],
+    ['retries caused by: process', byCause((c) => c.retriesByProcess)],
+    ["  another device's fault", byCause((c) => c.retriesByOtherDevice)],
+    ["  the file's own fault", byCause((c) => c.retriesByOwnFault)],
     ['begin / wait_until_valid waits', col((r) => String(m(r).readBeginSleeps))],
     ['  time waited (ms)', col((r) => fix(m(r).readBeginSleepUs / 1000, 1))],
     ['timeouts', col((r) => String(m(r).timeouts))],

@@ -30,6 +30,16 @@ export interface DeviceCounters {
   hmmRangeFaultBusy: number;
   /** mmu_interval_read_retry was true under the update lock */
   readRetryCollisions: number;
+  /**
+   * hmm_range_fault -EBUSY and read_retry collisions by the source of the subscription's last seq
+   * bump (the last one wins when several hit one attempt): the process side (mutations, CPU
+   * accesses), another device's fault path, the file's own fault path (e.g. a write fault breaking
+   * COW on a zero page it mapped). They sum to the two counts above. v5.10 reference devices only;
+   * 0 for others (added in v1; absent in older files)
+   */
+  retriesByProcess: number;
+  retriesByOtherDevice: number;
+  retriesByOwnFault: number;
   /** mmu_interval_read_begin slept on an open invalidation, and for how long in total */
   readBeginSleeps: number;
   readBeginSleepUs: number;

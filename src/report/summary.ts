@@ -16,6 +16,13 @@ function table(head: string[], rows: (string | number)[][]): string {
   return [line(head), line(w.map((n) => '-'.repeat(n))), ...cells.slice(1).map(line)].join('\n');
 }
 
+/** Counters only the v5.10 reference device ("dmirror") keeps: '-' in other devices' columns. */
+const DMIRROR_ONLY: ReadonlySet<keyof DeviceCounters> = new Set([
+  'retriesByProcess',
+  'retriesByOtherDevice',
+  'retriesByOwnFault',
+]);
+
 const ROWS: [string, keyof DeviceCounters][] = [
   ['device operations', 'ops'],
   ['  succeeded', 'opsOk'],
@@ -24,6 +31,9 @@ const ROWS: [string, keyof DeviceCounters][] = [
   ['hmm_range_fault calls', 'hmmRangeFaultCalls'],
   ['  -EBUSY from the walk', 'hmmRangeFaultBusy'],
   ['read_retry collisions', 'readRetryCollisions'],
+  ['retries caused by: process', 'retriesByProcess'],
+  ["  another device's fault", 'retriesByOtherDevice'],
+  ["  the file's own fault", 'retriesByOwnFault'],
   ['read_begin sleeps', 'readBeginSleeps'],
   ['  time slept (us)', 'readBeginSleepUs'],
   ['-EFAULT', 'efault'],
@@ -54,10 +64,15 @@ export function formatSummary(r: RunResults, maxViolations = 5): string {
   }
   out.push('');
   const devs = r.counters.devices;
+  const dmirrorAt = (i: number): boolean => (info[i]?.driver ?? 'dmirror') === 'dmirror';
   out.push(
     table(
       ['counter', ...devs.map((_, i) => `dev ${i} ${r.devices?.[i]?.protocol ?? 'v5.10'}`), 'all'],
-      ROWS.map(([label, k]) => [label, ...devs.map((d) => d[k] ?? 0), r.counters.merged[k] ?? 0]),
+      ROWS.map(([label, k]) => [
+        label,
+        ...devs.map((d, i) => (DMIRROR_ONLY.has(k) && !dmirrorAt(i) ? '-' : (d[k] ?? 0))),
+        DMIRROR_ONLY.has(k) && !devs.some((_, i) => dmirrorAt(i)) ? '-' : (r.counters.merged[k] ?? 0),
+      ]),
     ),
   );
   out.push('');

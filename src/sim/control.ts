@@ -77,6 +77,10 @@ export const D_MMAP_WAITS = 34;
 export const D_ERRORS = 35; // worker-side exceptions
 export const D_THREAD = 36; // the worker's threadId (lock-owner words hold threadId + 1)
 export const D_EFAULT_ZERO = 37; // operations that failed with -EFAULT on the zero page (v5.4 walk)
+// retries by the source of the seq bump (FileStats retriesBy*; v5.10 reference device only)
+export const D_RETRY_PROCESS = 38;
+export const D_RETRY_OTHER_DEVICE = 39;
+export const D_RETRY_OWN_FAULT = 40;
 /** collisions observed with each named point inside the colliding attempt's window */
 export const D_POINT_COLLISIONS = 48;
 export const DEV_WORDS = lineAlign(D_POINT_COLLISIONS + POINT_COUNT);

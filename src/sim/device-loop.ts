@@ -21,6 +21,7 @@ import {
   POINT_BEFORE_PROGRAM,
   POINT_COUNT,
 } from '../checker/points.js';
+import { dmirrorSetFaultPath } from '../driver/dmirror.js';
 import { setPointHook } from '../driver/sched.js';
 import type { MirrorDriver, MirrorFile, MirrorOpResult } from '../driver/types.js';
 import { hmmStatsTotal } from '../hmm/hmm.js';
@@ -65,6 +66,9 @@ import {
   D_POINT_COLLISIONS,
   D_READ_RETRY,
   D_READS,
+  D_RETRY_OTHER_DEVICE,
+  D_RETRY_OWN_FAULT,
+  D_RETRY_PROCESS,
   D_RF_CALLS,
   D_RF_OK,
   D_SNAPSHOTS,
@@ -205,6 +209,9 @@ function publishFileStats(c: Int32Array, b: number, file: MirrorFile): void {
     s.waitUs ?? Math.round(mmuNotifierStats.readBeginSleepMs * 1000) | 0,
   );
   Atomics.store(c, b + D_EFAULT_ZERO, s.zeroPageEfaults ?? 0);
+  Atomics.store(c, b + D_RETRY_PROCESS, s.retriesByProcess ?? 0);
+  Atomics.store(c, b + D_RETRY_OTHER_DEVICE, s.retriesByOtherDevice ?? 0);
+  Atomics.store(c, b + D_RETRY_OWN_FAULT, s.retriesByOwnFault ?? 0);
   Atomics.store(c, b + D_TIMEOUTS, s.timeouts);
   Atomics.store(c, b + D_PAGES_FAULTED, s.pagesFaulted);
   Atomics.store(c, b + D_FAULTS, s.faults);
@@ -222,6 +229,9 @@ export function runDevice(task: DeviceTask, drivers: Map<string, MirrorDriver>):
   const latency = newHistogram(LATENCY_HIGHEST_US);
   const retries = newHistogram(RETRIES_HIGHEST);
   let error: string | null = null;
+  // Every invalidation this thread issues comes from a device: one that is not in a dmirror fault
+  // path (which names its file) counts as another device's for the dmirror files it hits.
+  const prevFaultPath = dmirrorSetFaultPath(-1);
   try {
     configureInjection(task.mutants, task.jitter, task.jitterSeed);
     setOraclesEnabled(task.oracles !== false);
@@ -385,6 +395,7 @@ export function runDevice(task: DeviceTask, drivers: Map<string, MirrorDriver>):
     Atomics.store(c, b + D_STATE, DEV_CRASHED);
   } finally {
     setPointHook(null);
+    dmirrorSetFaultPath(prevFaultPath);
   }
   const counters: number[] = [];
   for (let i = 0; i < DEV_WORDS; i++) counters.push(Atomics.load(c, b + i));

@@ -74,6 +74,9 @@ import {
   D_POINT_COLLISIONS,
   D_READ_RETRY,
   D_READS,
+  D_RETRY_OTHER_DEVICE,
+  D_RETRY_OWN_FAULT,
+  D_RETRY_PROCESS,
   D_RF_CALLS,
   D_RF_OK,
   D_SNAPSHOTS,
@@ -176,6 +179,9 @@ function emptyCounters(): DeviceCounters {
     hmmRangeFaultOk: 0,
     hmmRangeFaultBusy: 0,
     readRetryCollisions: 0,
+    retriesByProcess: 0,
+    retriesByOtherDevice: 0,
+    retriesByOwnFault: 0,
     readBeginSleeps: 0,
     readBeginSleepUs: 0,
     efault: 0,
@@ -211,6 +217,9 @@ function countersOf(w: ArrayLike<number>): DeviceCounters {
   c.hmmRangeFaultCalls = w[D_HMM_CALLS]!;
   c.hmmRangeFaultBusy = w[D_HMM_BUSY]!;
   c.readRetryCollisions = w[D_READ_RETRY]!;
+  c.retriesByProcess = w[D_RETRY_PROCESS] ?? 0;
+  c.retriesByOtherDevice = w[D_RETRY_OTHER_DEVICE] ?? 0;
+  c.retriesByOwnFault = w[D_RETRY_OWN_FAULT] ?? 0;
   c.readBeginSleeps = w[D_BEGIN_SLEEPS]!;
   c.readBeginSleepUs = w[D_BEGIN_SLEEP_US]!;
   c.efault = w[D_EFAULT]!;

@@ -3,10 +3,12 @@
  * no build step) and check exit codes and output. Also run from another directory.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import type { RunResults } from '../../src/report/schema.js';
 
 const BIN = fileURLToPath(new URL('../../bin/hmmsim.js', import.meta.url));
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -42,11 +44,25 @@ describe('hmmsim CLI', () => {
   });
 
   it('run executes a short bounded run: summary, verdict, seed, and an exit code of 0 or 1', () => {
-    const r = hmmsim(['run', '--ops', '300', '--seed', '7']);
+    const out = join(mkdtempSync(join(tmpdir(), 'hmmsim-cli-')), 'results.json');
+    const r = hmmsim(['run', '--ops', '300', '--seed', '7', '--out', out]);
     expect([0, 1]).toContain(r.code);
     expect(r.out).toMatch(/^verdict: (CLEAN|VIOLATIONS)/m);
     expect(r.out).toMatch(/--seed 7\b/);
+    expect(r.out).toMatch(/^retries caused by: process\s/m);
+    expect(r.out).toMatch(/^ {2}another device's fault\s/m);
+    expect(r.out).toMatch(/^ {2}the file's own fault\s/m);
     expect(r.err).not.toMatch(/\bat .*:\d+:\d+/); // no stack trace
+    // the results carry the retries by cause, which sum to the retries (v5.10 devices)
+    const res = JSON.parse(readFileSync(out, 'utf8')) as RunResults;
+    for (const c of [...res.counters.devices, res.counters.merged]) {
+      for (const k of ['retriesByProcess', 'retriesByOtherDevice', 'retriesByOwnFault'] as const) {
+        expect(typeof c[k]).toBe('number');
+      }
+      expect(c.retriesByProcess + c.retriesByOtherDevice + c.retriesByOwnFault).toBe(
+        c.hmmRangeFaultBusy + c.readRetryCollisions,
+      );
+    }
   });
 
   it('works when started from another directory', () => {

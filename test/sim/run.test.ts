@@ -46,6 +46,12 @@ describe('hmmsim run, correct protocol', () => {
     }
     expect(r.counters.merged.ops, msg).toBeGreaterThan(0);
     expect(r.counters.merged.hmmRangeFaultCalls, msg).toBeGreaterThan(0);
+    // every retry of the v5.10 devices has one cause
+    for (const c of [...r.counters.devices, r.counters.merged]) {
+      expect(c.retriesByProcess + c.retriesByOtherDevice + c.retriesByOwnFault, msg).toBe(
+        c.hmmRangeFaultBusy + c.readRetryCollisions,
+      );
+    }
     expect(r.histograms.rangeFaultLatencyUs.merged.count, msg).toBeGreaterThan(0);
     expect(r.counters.audits, msg).toBeGreaterThan(1);
     // THP split and collapse really happen (not only "nothing to do")
