@@ -442,6 +442,8 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
   /** this thread's scratch: one chunk's hmm_pfns, generations after the walk, and the range */
   private readonly pfns = new Int32Array(2 * DMIRROR_CHUNK_PAGES);
   private readonly gens = new Int32Array(DMIRROR_CHUNK_PAGES);
+  /** per page of the chunk: 1 when the mirror already held the entry the install would store */
+  private readonly keep = new Uint8Array(DMIRROR_CHUNK_PAGES);
   private readonly range: HmmRange;
   private readonly actx: AccessContext;
   /** progress of the running operation (one per thread at a time) */
@@ -737,7 +739,7 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
         }
         return ret;
       }
-      this.recordGenerations(range);
+      this.recordGenerations(range, mutants);
       driverHook(HOOK_AFTER_HMM_RANGE_FAULT);
       // MUTANT retry-outside-lock: the authoritative check made before the lock, so an
       // invalidation between it and the lock goes unseen.
@@ -757,7 +759,7 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
       break;
     }
     driverPoint(POINT_BEFORE_PROGRAM);
-    const ret = this.dmirrorDoFault(range, write, mutants);
+    const ret = this.dmirrorDoFault(range, write);
     mutexUnlock(c, F_LOCK);
     return ret;
   }
@@ -767,14 +769,30 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
    * entry (oracle #1): a frame freed after the walk and before the install is then caught at the
    * first access, which recording at install time would miss.
    */
-  private recordGenerations(range: HmmRange): void {
-    if (!oracleSwitch.enabled) return; // oracles off (scenario `oracles: false`): nothing checks them
+  private recordGenerations(range: HmmRange, mutants: number): void {
     const n = (range.end - range.start) / PAGE_SIZE;
     const pfns = this.pfns;
     const gen = this.phys.frames.gen;
     const g = this.gens;
+    const keep = this.keep;
+    const m = this.mirror;
+    const first = range.start / PAGE_SIZE;
+    const check = oracleSwitch.enabled; // oracles off (scenario `oracles: false`): nothing reads them
+    // A page whose mirror entry already holds the entry this walk would install (mirrored again,
+    // unchanged) keeps the entry and the generation recorded with it. Its frame cannot have been
+    // freed since: the free's invalidation would have erased the entry, and an erase after this
+    // plain read fails read_retry (the seq moves first). The older generation also makes the
+    // oracle check a longer stretch. With a mutant on (an invalidate op may skip the erase or the
+    // lock) nothing is kept.
+    const keepSame = mutants === 0;
     for (let i = 0; i < n; i++) {
-      g[i] = (pfns[2 * i + 1]! & HMM_PFN_VALID_HI) !== 0 ? Atomics.load(gen, pfns[2 * i]!) : 0;
+      const hi = pfns[2 * i + 1]!;
+      const pfn = pfns[2 * i]!;
+      const valid = (hi & HMM_PFN_VALID_HI) !== 0;
+      const k =
+        keepSame && valid && m[2 * (first + i)] === mirrorEntryWord(pfn, (hi & HMM_PFN_WRITE_HI) !== 0);
+      keep[i] = k ? 1 : 0;
+      if (check && !k) g[i] = valid ? Atomics.load(gen, pfn) : 0;
     }
   }
 
@@ -783,31 +801,34 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
    * has WRITE. Quirk (b): a write request that got VALID without WRITE (the device's own
    * read-only private page) fails with -EFAULT, entries stored before it stay.
    */
-  private dmirrorDoFault(range: HmmRange, write: boolean, mutants: number): number {
+  private dmirrorDoFault(range: HmmRange, write: boolean): number {
     const m = this.mirror;
     const pfns = this.pfns;
     const g = this.gens;
+    const keep = this.keep;
+    const gen = this.phys.frames.gen;
+    const check = oracleSwitch.enabled;
     const first = range.start / PAGE_SIZE;
     const n = (range.end - range.start) / PAGE_SIZE;
     // One test per page for both -EFAULTs: VALID and not ERROR (the WARN_ON), and for a write
     // also WRITE.
     const mask = HMM_PFN_VALID_HI | HMM_PFN_ERROR_HI | (write ? HMM_PFN_WRITE_HI : 0);
     const want = HMM_PFN_VALID_HI | (write ? HMM_PFN_WRITE_HI : 0);
-    // An entry that already holds exactly the words the install would store (the page mirrored
-    // again, unchanged) is left as it is: the two Atomics stores (~10 ns each, the bulk of a
-    // fault of present pages) would change nothing any thread can see. Plain reads suffice under
-    // the update lock, which every writer of mirror entries holds (see mirrorErase). With a
-    // mutant on (the invalidate op may erase without the lock) every install stores.
-    const skipSame = mutants === 0;
     for (let i = 0; i < n; i++) {
       const hi = pfns[2 * i + 1]!;
       if ((hi & mask) !== want) return -EFAULT;
       const page = first + i;
       const pfn = pfns[2 * i]!;
       const wr = (hi & HMM_PFN_WRITE_HI) !== 0;
-      const gen = g[i]!;
-      if (skipSame && m[2 * page] === mirrorEntryWord(pfn, wr) && m[2 * page + 1] === gen) continue;
-      mirrorInstall(m, page, pfn, wr, gen);
+      // Kept (see recordGenerations): the two Atomics stores (~10 ns each) would change nothing
+      // any thread can see. Plain reads suffice under the update lock, which every writer of
+      // mirror entries holds (see mirrorErase).
+      if (keep[i] === 1) {
+        if (m[2 * page] === mirrorEntryWord(pfn, wr)) continue;
+        // changed since the walk (cannot happen with a correct invalidate op): record now
+        g[i] = check ? Atomics.load(gen, pfn) : 0;
+      }
+      mirrorInstall(m, page, pfn, wr, g[i]!);
     }
     this.stat(ST_PAGES_FAULTED, n);
     return 0;
