@@ -47,7 +47,7 @@ log(`wrote ${out}`);
 if (!noThroughput) {
   // Worker-thread throughput against the global-lock and message-passing baselines; quick mode
   // uses short windows so the whole bench stays near its 3-minute budget.
-  const tp = await runThroughput(full ? { full, log } : { full, log, reps: 5, windowMs: 200 });
+  const tp = await runThroughput(full ? { full, log } : { full, log, reps: 7, windowMs: 150 });
   writeFileSync(`${dir}throughput.json`, `${JSON.stringify(tp, null, 2)}\n`);
   log(`wrote ${dir}throughput.json`);
 }

@@ -444,6 +444,8 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
   private readonly gens = new Int32Array(DMIRROR_CHUNK_PAGES);
   /** per page of the chunk: 1 when the mirror already held the entry the install would store */
   private readonly keep = new Uint8Array(DMIRROR_CHUNK_PAGES);
+  /** every page of the chunk kept, none failing dmirror_do_fault's checks: nothing to install */
+  private allKept = false;
   private readonly range: HmmRange;
   private readonly actx: AccessContext;
   /** progress of the running operation (one per thread at a time) */
@@ -739,7 +741,7 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
         }
         return ret;
       }
-      this.recordGenerations(range, mutants);
+      this.recordGenerations(range, mutants, write);
       driverHook(HOOK_AFTER_HMM_RANGE_FAULT);
       // MUTANT retry-outside-lock: the authoritative check made before the lock, so an
       // invalidation between it and the lock goes unseen.
@@ -769,7 +771,7 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
    * entry (oracle #1): a frame freed after the walk and before the install is then caught at the
    * first access, which recording at install time would miss.
    */
-  private recordGenerations(range: HmmRange, mutants: number): void {
+  private recordGenerations(range: HmmRange, mutants: number, write: boolean): void {
     const n = (range.end - range.start) / PAGE_SIZE;
     const pfns = this.pfns;
     const gen = this.phys.frames.gen;
@@ -785,15 +787,28 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
     // oracle check a longer stretch. With a mutant on (an invalidate op may skip the erase or the
     // lock) nothing is kept.
     const keepSame = mutants === 0;
+    // dmirror_do_fault's -EFAULT test, also made here: a chunk with every page kept and none
+    // failing it needs no install pass under the lock.
+    const mask = HMM_PFN_VALID_HI | HMM_PFN_ERROR_HI | (write ? HMM_PFN_WRITE_HI : 0);
+    const want = HMM_PFN_VALID_HI | (write ? HMM_PFN_WRITE_HI : 0);
+    let kept = 0;
+    let bad = 0;
     for (let i = 0; i < n; i++) {
       const hi = pfns[2 * i + 1]!;
       const pfn = pfns[2 * i]!;
       const valid = (hi & HMM_PFN_VALID_HI) !== 0;
+      if ((hi & mask) !== want) bad = 1;
       const k =
         keepSame && valid && m[2 * (first + i)] === mirrorEntryWord(pfn, (hi & HMM_PFN_WRITE_HI) !== 0);
-      keep[i] = k ? 1 : 0;
-      if (check && !k) g[i] = valid ? Atomics.load(gen, pfn) : 0;
+      if (k) {
+        keep[i] = 1;
+        kept++;
+      } else {
+        keep[i] = 0;
+        if (check) g[i] = valid ? Atomics.load(gen, pfn) : 0;
+      }
     }
+    this.allKept = kept === n && bad === 0;
   }
 
   /**
@@ -802,6 +817,13 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
    * read-only private page) fails with -EFAULT, entries stored before it stay.
    */
   private dmirrorDoFault(range: HmmRange, write: boolean): number {
+    const n = (range.end - range.start) / PAGE_SIZE;
+    if (this.allKept) {
+      // Every entry already as the walk found it (recordGenerations; an erase since would have
+      // failed read_retry): nothing to store.
+      this.stat(ST_PAGES_FAULTED, n);
+      return 0;
+    }
     const m = this.mirror;
     const pfns = this.pfns;
     const g = this.gens;
@@ -809,7 +831,6 @@ export class DmirrorFile implements MirrorFile, AuditableMirror {
     const gen = this.phys.frames.gen;
     const check = oracleSwitch.enabled;
     const first = range.start / PAGE_SIZE;
-    const n = (range.end - range.start) / PAGE_SIZE;
     // One test per page for both -EFAULTs: VALID and not ERROR (the WARN_ON), and for a write
     // also WRITE.
     const mask = HMM_PFN_VALID_HI | HMM_PFN_ERROR_HI | (write ? HMM_PFN_WRITE_HI : 0);
