@@ -21,6 +21,7 @@
  * Usage: tsx bench/throughput/run.ts [--full] [--out FILE] [--devices 2,4,8] [--reps N]
  *        [--access-section on|off] (the seqlock's device model; default on) [--no-oracles]
  *        [--words-per-page W] (data words a device access copies per page; default 1)
+ *        [--window-ms MS] [--only REGEX] (development: measure only the matching variants)
  */
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -81,6 +82,8 @@ export interface ThroughputOptions {
   noOracles?: boolean;
   /** the devices use dmirror's access-section model */
   accessSection?: boolean;
+  /** measure only the variants whose names match (a development aid: no targets are computed) */
+  only?: RegExp;
   /** data words per page a device access copies (default WORDS_PER_PAGE) */
   wordsPerPage?: number;
   log?: (line: string) => void;
@@ -565,9 +568,11 @@ export async function runThroughput(o: ThroughputOptions): Promise<ThroughputRes
     const bench = new Bench(n, o.accessSection ?? ACCESS_SECTION, wordsPerPage);
     await bench.ready();
     // Populate the region and warm every path up once before anything is measured.
-    for (const v of variantsFor(n, [100])) await bench.window(v, 0, SEED, 50, 100);
+    // (300 ms each: the device loops reach their optimised code before any window is measured)
+    for (const v of variantsFor(n, [100])) await bench.window(v, 0, SEED, 100, 200);
     for (const rate of rates) {
-      const vs = variantsFor(n, spins);
+      const only = o.only;
+      const vs = variantsFor(n, spins).filter((v) => only === undefined || only.test(v.name));
       const per = new Map<string, WindowResult[]>();
       for (const v of vs) per.set(v.name, []);
       for (let r = 0; r < reps; r++) {
@@ -617,7 +622,7 @@ export async function runThroughput(o: ThroughputOptions): Promise<ThroughputRes
       const cand: Record<string, number> = {};
       let best = spins[0]!;
       for (const s of spins) {
-        const m = vr.find((x) => x.name === `global@${n}/spin${s}`)!.pagesMirroredPerSec.median;
+        const m = vr.find((x) => x.name === `global@${n}/spin${s}`)?.pagesMirroredPerSec.median ?? 0;
         cand[String(s)] = m;
         if (m > cand[String(best)]!) best = s;
       }
@@ -627,14 +632,31 @@ export async function runThroughput(o: ThroughputOptions): Promise<ThroughputRes
         variants: vr,
         globalSpin: { candidates: cand, chosen: best },
       });
-      const seq = vr.find((x) => x.name === `seqlock@${n}`)!;
-      const msg = vr.find((x) => x.name === `message@${n}`)!;
+      const seq = vr.find((x) => x.name === `seqlock@${n}`);
+      const msg = vr.find((x) => x.name === `message@${n}`);
       log(
-        `throughput: ${n} devices, ${rate} mutations/s: seqlock ${(seq.pagesMirroredPerSec.median / 1e6).toFixed(2)} M pages/s, ` +
-          `global (spin ${best}) ${(cand[String(best)]! / 1e6).toFixed(2)} M, message ${(msg.pagesMirroredPerSec.median / 1e6).toFixed(3)} M`,
+        `throughput: ${n} devices, ${rate} mutations/s: seqlock ${((seq?.pagesMirroredPerSec.median ?? 0) / 1e6).toFixed(2)} M pages/s, ` +
+          `global (spin ${best}) ${(cand[String(best)]! / 1e6).toFixed(2)} M, message ${((msg?.pagesMirroredPerSec.median ?? 0) / 1e6).toFixed(3)} M`,
       );
     }
     await bench.close();
+  }
+
+  if (o.only !== undefined) {
+    log('--only: variants filtered, no targets computed');
+    return {
+      schema: 'hmmsim-bench-throughput',
+      version: 1,
+      mode: full ? 'full' : 'quick',
+      startedAt: new Date().toISOString(),
+      wallSeconds: Math.round((performance.now() - t0) / 100) / 10,
+      machine: machineOf(),
+      settings: { only: o.only.source, repetitions: reps, windowMs },
+      notes: [],
+      targets: [],
+      configs,
+      oracleCost: null,
+    };
   }
 
   // ---- figures: per-repetition ratios against baselines of the same repetition ----
@@ -788,20 +810,13 @@ export async function runThroughput(o: ThroughputOptions): Promise<ThroughputRes
     });
   }
 
-  const cpu0 = os.cpus()[0];
   return {
     schema: 'hmmsim-bench-throughput',
     version: 1,
     mode: full ? 'full' : 'quick',
     startedAt: new Date(Date.now() - (performance.now() - t0)).toISOString(),
     wallSeconds: Math.round((performance.now() - t0) / 100) / 10,
-    machine: {
-      cores: os.cpus().length,
-      cpu: cpu0?.model.trim() ?? 'unknown',
-      node: process.versions.node,
-      platform: process.platform,
-      arch: process.arch,
-    },
+    machine: machineOf(),
     settings: {
       worlds,
       mutationRates: rates,
@@ -834,6 +849,17 @@ export async function runThroughput(o: ThroughputOptions): Promise<ThroughputRes
     targets,
     configs,
     oracleCost,
+  };
+}
+
+function machineOf(): ThroughputResults['machine'] {
+  const cpu0 = os.cpus()[0];
+  return {
+    cores: os.cpus().length,
+    cpu: cpu0?.model.trim() ?? 'unknown',
+    node: process.versions.node,
+    platform: process.platform,
+    arch: process.arch,
   };
 }
 
@@ -900,6 +926,10 @@ async function main(): Promise<void> {
   const devices = devAt >= 0 ? args[devAt + 1]!.split(',').map(Number) : undefined;
   const repsAt = args.indexOf('--reps');
   const reps = repsAt >= 0 ? Number(args[repsAt + 1]) : undefined;
+  const onlyAt = args.indexOf('--only');
+  const only = onlyAt >= 0 ? new RegExp(args[onlyAt + 1]!) : undefined;
+  const winAt = args.indexOf('--window-ms');
+  const windowMs = winAt >= 0 ? Number(args[winAt + 1]) : undefined;
   const wAt = args.indexOf('--words-per-page');
   const wordsPerPage = wAt >= 0 ? Number(args[wAt + 1]) : undefined;
   if (
@@ -916,6 +946,8 @@ async function main(): Promise<void> {
     reps,
     accessSection,
     wordsPerPage,
+    only,
+    windowMs,
     noOracles: args.includes('--no-oracles'),
   });
   writeFileSync(out, `${JSON.stringify(r, null, 2)}\n`);
