@@ -20,10 +20,19 @@ const mn = new Int32Array(d.notifierWords);
 const files = d.files.map((f) => ({ id: f.id, ctl: new Int32Array(f.ctl) }));
 const nowUs = () => Math.round((performance.timeOrigin + performance.now() - d.epoch) * 1000) | 0;
 
-/** The rwsem's count word (src/shm/rwsem.ts: readers in bits 0..23, WRITER bit 24, WAITING bit 25). */
-function rwsemText(s) {
-  const holder = (s & (1 << 24)) !== 0 ? 'held by a writer' : `${s & 0xffffff} readers`;
-  return `${holder}${(s & (1 << 25)) !== 0 ? ', a writer waiting' : ''}`;
+/** The mmap lock (src/shm/percpu-rwsem.ts): writer word (bit 0 held, 2 per waiting writer), reader slots. */
+function mmapLockText(L) {
+  const b = L.MM_MMAP_LOCK;
+  const wr = Atomics.load(mmCtl, b);
+  let readers = 0;
+  for (let i = 1; i <= L.PERCPU_RWSEM_SLOTS; i++) readers += Atomics.load(mmCtl, b + i * L.LINE_WORDS);
+  const holder =
+    (wr & 1) !== 0
+      ? readers === 0
+        ? 'held by a writer'
+        : `a writer waiting for ${readers} readers`
+      : `${readers} readers`;
+  return `${holder}, writers waiting ${wr >>> 1}`;
 }
 
 function dump(staleMs, why) {
@@ -31,7 +40,7 @@ function dump(staleMs, why) {
   const lines = [
     `hmmsim run: HUNG: the main thread made no progress for ${staleMs} ms (watchdog bound ${d.boundMs} ms)`,
     `main: op ${['idle', 'mutating', 'audit', 'pacing'][Atomics.load(c, L.CTL_MAIN_OP)] ?? '?'}, mutation kind ${d.kinds[Atomics.load(c, L.CTL_MAIN_KIND)] ?? '-'}, ${Atomics.load(c, L.CTL_MAIN_OPS)} mutations`,
-    `mmap lock ${rwsemText(Atomics.load(mmCtl, L.MM_MMAP_LOCK))}, writers waiting ${Atomics.load(mmCtl, L.MM_MMAP_LOCK + 1)}; page-table lock owner thread ${Atomics.load(mmCtl, L.MM_PTL + 1) - 1}`,
+    `mmap lock ${mmapLockText(L)}; page-table lock owner thread ${Atomics.load(mmCtl, L.MM_PTL + 1) - 1}`,
     `interval notifier: invalidate_seq ${Atomics.load(mn, L.MN_SEQ)}, active ranges ${Atomics.load(mn, L.MN_ACTIVE)}, lock owner thread ${Atomics.load(mn, L.MN_LOCK + 1) - 1}`,
   ];
   for (const f of files) {

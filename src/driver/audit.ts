@@ -7,7 +7,7 @@ import { auditMirror, protocolSanity, type SanityFacts, type ViolationLog } from
 import { MM_MMAP_LOCK, MM_PTL } from '../mm/layout.js';
 import type { MmStruct } from '../mm/mm.js';
 import { MN_SLOT_FREE, mmuNotifierSubscriptionsOf } from '../notifier/index.js';
-import { rwsemState } from '../shm/rwsem.js';
+import { percpuRwsemState } from '../shm/percpu-rwsem.js';
 import { spinIsLocked } from '../shm/spinlock.js';
 import type { DmirrorFile } from './dmirror.js';
 
@@ -15,7 +15,7 @@ import type { DmirrorFile } from './dmirror.js';
 export function dmirrorSanityFacts(mm: MmStruct, files: readonly DmirrorFile[]): SanityFacts {
   const core = mmuNotifierSubscriptionsOf(mm);
   const locksHeld: string[] = [];
-  if (rwsemState(mm.ctl, MM_MMAP_LOCK) !== 0) locksHeld.push(`mm ${mm.id} mmap lock`);
+  if (percpuRwsemState(mm.ctl, MM_MMAP_LOCK) !== 0) locksHeld.push(`mm ${mm.id} mmap lock`);
   if (spinIsLocked(mm.ctl, MM_PTL)) locksHeld.push(`mm ${mm.id} page-table lock`);
   for (const f of files) if (f.lockHeld()) locksHeld.push(`file ${f.id} update lock`);
   const seqs: number[] = [];

@@ -34,6 +34,7 @@ import type { MmStruct } from '../mm/mm.js';
 import * as errno from '../mm/mmu-notifier.js';
 import type { MmuIntervalNotifier } from '../notifier/interval-notifier.js';
 import * as notifier from '../notifier/interval-notifier.js';
+import * as percpuRwsem from '../shm/percpu-rwsem.js';
 import * as pfn from './pfn.js';
 
 // Module-local copies of the imported constants and hot-path functions. An imported binding is
@@ -82,6 +83,7 @@ const {
 } = layout;
 const { EBUSY, EFAULT, EINVAL, EPERM } = errno;
 const { mmuIntervalCheckRetry } = notifier;
+const mmapLockHeldHere = percpuRwsem.percpuRwsemHeldHere;
 const {
   HMM_PFN_ERROR_HI,
   HMM_PFN_REQ_FAULT_HI,
@@ -928,9 +930,9 @@ function hmmRangeFaultInner(range: HmmRange, kernel: HmmKernel, atomicsReference
   const sub = range.notifier;
   const mm = sub.mm;
   // mmap_assert_locked(): the caller holds the mmap lock (read or write)
-  // (a plain read: a holder sees its own acquisition; only a caller that forgot the lock can
-  // read 0 here, and for it any value is as good as the kernel's lockdep warning)
-  if (mm.ctl[MM_MMAP_LOCK] === 0) {
+  // (plain reads of this thread's reader slot and the writer word: a holder sees its own
+  // acquisition; for a caller that forgot the lock the check is as good as lockdep's warning)
+  if (!mmapLockHeldHere(mm.ctl, MM_MMAP_LOCK)) {
     throw new Error('hmmRangeFault: the mmap lock must be held');
   }
   const startPage = Math.floor(range.start / PAGE_SIZE);

@@ -57,7 +57,7 @@ import {
 } from '../mm/layout.js';
 import type { MmStruct } from '../mm/mm.js';
 import { EBUSY, EFAULT, EINVAL, EPERM } from '../mm/mmu-notifier.js';
-import { rwsemState } from '../shm/rwsem.js';
+import { percpuRwsemHeldHere } from '../shm/percpu-rwsem.js';
 import { type HmmRangeSlot, hmmRangeValid } from './hmm.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -527,7 +527,7 @@ export function hmmRangeFault(range: HmmRange54, flags: number): number {
   const hmm = range.hmm;
   if (hmm === null || range.slot < 0) return -EINVAL;
   const mm = hmm.mm;
-  if (rwsemState(mm.ctl, MM_MMAP_LOCK) === 0)
+  if (!percpuRwsemHeldHere(mm.ctl, MM_MMAP_LOCK))
     throw new Error('hmmRangeFault (v5.4): the mmap lock must be held');
   const startPage = range.start / PAGE_SIZE;
   const endPage = range.end / PAGE_SIZE;

@@ -29,7 +29,8 @@ import {
 import { mmuIntervalOpsKindId } from '../notifier/ops.js';
 import { LINE_WORDS, sharedInt32 } from '../shm/layout.js';
 import { WAIT_SLICE_MS } from '../shm/mutex.js';
-import { downRead, downReadTrylock, downWrite, rwsemState, upRead, upWrite } from '../shm/rwsem.js';
+import { percpuRwsemState } from '../shm/percpu-rwsem.js';
+import { downRead, downReadTrylock, downWrite, upRead, upWrite } from '../shm/rwsem.js';
 import { spinLock, spinUnlock } from '../shm/spinlock.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -530,7 +531,7 @@ export function attachHmm(mm: MmStruct, d: HmmDescriptor): Hmm {
  */
 export function hmmMirrorRegister(mirror: HmmMirror, mm: MmStruct): number {
   // lockdep_assert_held_write(&mm->mmap_sem)
-  if (rwsemState(mm.ctl, MM_MMAP_LOCK) !== -1) {
+  if (percpuRwsemState(mm.ctl, MM_MMAP_LOCK) !== -1) {
     throw new Error('hmmMirrorRegister: the mmap lock must be held for write');
   }
   if (mirror.hmm !== null) return -EINVAL;

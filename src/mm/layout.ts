@@ -8,6 +8,7 @@
  * many frames as the address space has pages: 4 + 4/512 + 10 = 14.0078 bytes per page
  * (`npx tsx bench/memory.ts`). Frame *content* (W data words) is data, reported separately.
  */
+import { PERCPU_RWSEM_WORDS } from '../shm/percpu-rwsem.js';
 
 // ---------------------------------------------------------------------------------------------
 // Geometry
@@ -151,7 +152,7 @@ export const MAX_VMAS = 1024;
 
 // ---------------------------------------------------------------------------------------------
 // The per-mm control block: one Int32Array, each hot word on its own cache line.
-export const MM_MMAP_LOCK = 0; // rwsem, RWSEM_WORDS words
+// words 0..15: unused (the mmap lock lived here as one shared count, see MM_MMAP_LOCK)
 export const MM_PTL = 16; // spinlock, SPINLOCK_WORDS words (one page-table lock for the mm)
 export const MM_USERS = 32; // mm_users: 0 once the mm has exited
 export const MM_VMA_COUNT = 33;
@@ -167,4 +168,9 @@ export const MM_FREE_AFTER_CLEAR = 1; // frames freed right after the PTE clear 
 export const THP_MODE_MADVISE = 0;
 export const THP_MODE_ALWAYS = 1;
 export const THP_MODE_NEVER = 2;
-export const MM_CTL_WORDS = 64;
+/**
+ * The mmap lock: a percpu-style rwsem (src/shm/percpu-rwsem.ts), a header line and one reader
+ * slot line per thread slot, PERCPU_RWSEM_WORDS words.
+ */
+export const MM_MMAP_LOCK = 64;
+export const MM_CTL_WORDS = MM_MMAP_LOCK + PERCPU_RWSEM_WORDS;

@@ -4,7 +4,13 @@
  * `createMm` and attached in a worker from `mm.descriptor()` with `attachMm`.
  */
 import { sharedInt32 } from '../shm/layout.js';
-import { downgradeWrite, downRead, downWrite, upRead, upWrite } from '../shm/rwsem.js';
+import {
+  percpuDowngradeWrite,
+  percpuDownRead,
+  percpuDownWrite,
+  percpuUpRead,
+  percpuUpWrite,
+} from '../shm/percpu-rwsem.js';
 import {
   MAX_VMAS,
   MM_CTL_WORDS,
@@ -38,8 +44,8 @@ import type { PhysMem } from './physmem.js';
 // Module-local copies for the mmap read lock, taken on every range fault: an imported binding is
 // reloaded from its module cell, with a TDZ check, at every use (see hmm/hmm.ts).
 const MMAP_LOCK = MM_MMAP_LOCK;
-const mmapDownRead = downRead;
-const mmapUpRead = upRead;
+const mmapDownRead = percpuDownRead;
+const mmapUpRead = percpuUpRead;
 
 /** Everything a worker needs to attach an mm: plain data and SharedArrayBuffers only. */
 export interface MmDescriptor {
@@ -108,14 +114,14 @@ export class MmStruct {
     mmapUpRead(this.ctl, MMAP_LOCK);
   }
   mmapWriteLock(): boolean {
-    return downWrite(this.ctl, MM_MMAP_LOCK);
+    return percpuDownWrite(this.ctl, MM_MMAP_LOCK);
   }
   mmapWriteUnlock(): void {
-    upWrite(this.ctl, MM_MMAP_LOCK);
+    percpuUpWrite(this.ctl, MM_MMAP_LOCK);
   }
   /** mmap_write_downgrade */
   mmapWriteDowngrade(): void {
-    downgradeWrite(this.ctl, MM_MMAP_LOCK);
+    percpuDowngradeWrite(this.ctl, MM_MMAP_LOCK);
   }
 
   // ---- per-mm options (written before the mm is shared; plain reads are of constants) ----

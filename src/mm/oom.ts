@@ -4,7 +4,7 @@
  * NON-blockable UNMAP invalidation per reapable VMA: a VMA whose start fails with -EAGAIN (a
  * subscriber could not take its lock without sleeping) is skipped and left for a later call.
  */
-import { downReadTrylock } from '../shm/rwsem.js';
+import { percpuDownReadTrylock } from '../shm/percpu-rwsem.js';
 import {
   MM_MMAP_LOCK,
   PAGE_SIZE,
@@ -51,7 +51,7 @@ const gather = new MmuGather(256);
  */
 export function oomReap(mm: MmStruct): OomReapResult {
   // mmap_read_trylock: the reaper must never wait for a lock the victim may hold
-  if (!downReadTrylock(mm.ctl, MM_MMAP_LOCK)) {
+  if (!percpuDownReadTrylock(mm.ctl, MM_MMAP_LOCK)) {
     oomStats.trylockFailed++;
     return { ret: -EAGAIN, reaped: 0, skipped: 0 };
   }

@@ -33,7 +33,8 @@ import { MN_ACTIVE, MN_LOCK, MN_SEQ } from '../notifier/layout.js';
 import type { DeviceCounters, EventStats, RunResults, ViolationJson } from '../report/schema.js';
 import { RESULTS_SCHEMA, RESULTS_VERSION } from '../report/schema.js';
 import { mutexOwner } from '../shm/mutex.js';
-import { rwsemState, rwsemWaitingWriters } from '../shm/rwsem.js';
+import { LINE_WORDS } from '../shm/layout.js';
+import { PERCPU_RWSEM_SLOTS, percpuRwsemState, percpuRwsemWaitingWriters } from '../shm/percpu-rwsem.js';
 import { spinOwner } from '../shm/spinlock.js';
 import {
   CTL_MAIN_BEAT,
@@ -260,10 +261,10 @@ export function dumpState(world: World, control: Int32Array, devices: number, ep
   const mm = world.mm;
   const now = clockUs(epoch);
   const lines: string[] = [];
-  const st = rwsemState(mm.ctl, MM_MMAP_LOCK);
+  const st = percpuRwsemState(mm.ctl, MM_MMAP_LOCK);
   lines.push(
     `mmap lock: ${st === -1 ? 'held for write' : st > 0 ? `held for read by ${st}` : 'free'}, ` +
-      `${rwsemWaitingWriters(mm.ctl, MM_MMAP_LOCK)} writer(s) waiting; page-table lock owner thread ` +
+      `${percpuRwsemWaitingWriters(mm.ctl, MM_MMAP_LOCK)} writer(s) waiting; page-table lock owner thread ` +
       `${spinOwner(mm.ctl, MM_PTL) - 1}`,
   );
   const n = world.notifier;
@@ -366,9 +367,12 @@ function startBackstopWatchdog(
         CTL_MAIN_OPS,
         CTL_MAIN_BEAT,
         CTL_WATCHDOG_OFF,
-        // other owners' words, read for the dump only: rwsem STATE/WAITW (shm/rwsem.ts), the
-        // spinlock's owner word after the lock word (shm/spinlock.ts), the notifier header
+        // other owners' words, read for the dump only: the mmap lock's writer word and reader
+        // slot lines (shm/percpu-rwsem.ts), the spinlock's owner word after the lock word
+        // (shm/spinlock.ts), the notifier header
         MM_MMAP_LOCK,
+        LINE_WORDS,
+        PERCPU_RWSEM_SLOTS,
         MM_PTL,
         MN_SEQ,
         MN_ACTIVE,
@@ -615,7 +619,7 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
     }
     const locksHeld: string[] = [];
     if (final) {
-      if (rwsemState(world.mm.ctl, MM_MMAP_LOCK) !== 0) locksHeld.push('mmap lock');
+      if (percpuRwsemState(world.mm.ctl, MM_MMAP_LOCK) !== 0) locksHeld.push('mmap lock');
       if (spinOwner(world.mm.ctl, MM_PTL) !== 0) locksHeld.push('page-table lock');
       if (world.notifier.lockOwner() !== 0) locksHeld.push('notifier lock');
       for (const f of world.files) if (f.lockHeld?.() === true) locksHeld.push(`file ${f.id} update lock`);
