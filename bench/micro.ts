@@ -35,6 +35,7 @@ import {
   mmuIntervalSetSeq,
 } from '../src/notifier/interval-notifier.js';
 import { MUTEX_WORDS, mutexInit, mutexLock, mutexUnlock } from '../src/shm/mutex.js';
+import { PERCPU_RWSEM_WORDS, percpuDownRead, percpuUpRead } from '../src/shm/percpu-rwsem.js';
 import { downRead, RWSEM_WORDS, upRead } from '../src/shm/rwsem.js';
 import { type BenchTask, type Figure, figure, prng, type RunConfig, runGroup } from './lib.js';
 
@@ -390,6 +391,7 @@ export async function microFigures(cfg: RunConfig, log: (s: string) => void): Pr
   {
     const K = 1024;
     const words = new Int32Array(new SharedArrayBuffer(64 * 4));
+    const mmapLock = new Int32Array(new SharedArrayBuffer(PERCPU_RWSEM_WORDS * 4));
     const MU = 0;
     const RW = 16;
     const CAS = 32;
@@ -427,12 +429,23 @@ export async function microFigures(cfg: RunConfig, log: (s: string) => void): Pr
             }
           },
         },
+        {
+          name: 'percpu',
+          ops: K,
+          fn: () => {
+            for (let i = 0; i < K; i++) {
+              percpuDownRead(mmapLock, 0);
+              percpuUpRead(mmapLock, 0);
+            }
+          },
+        },
       ],
       cfg,
     );
     for (const [id, what] of [
       ['mutex', 'uncontended mutex lock + unlock'],
-      ['rwsem', 'uncontended rwsem down_read + up_read'],
+      ['rwsem', 'uncontended rwsem down_read + up_read (one shared count)'],
+      ['percpu', 'uncontended mmap lock down_read + up_read (percpu rwsem)'],
     ] as const) {
       figs.push(
         figure(m, {
