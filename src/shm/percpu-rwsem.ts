@@ -142,8 +142,10 @@ export function percpuRwsemWaitingWriters(w: Int32Array, b: number): number {
 
 /**
  * lockdep-style check for the hot path: is the lock held for read by this thread, or for write?
- * Plain reads of this thread's slot and the writer word (a false "held" is possible only when
- * another thread shares the slot; the check is an assertion, never a synchronisation).
+ * Plain reads of this thread's slot and the writer word. It can say "held" wrongly (never "not
+ * held" to a holder): when another thread shares the slot, after a release made by another
+ * thread, or while a writer waits for readers to leave; the check is an assertion, never a
+ * synchronisation.
  */
 export function percpuRwsemHeldHere(w: Int32Array, b: number): boolean {
   return w[b + MY_SLOT]! > 0 || (w[b + WRITER]! & HELD) !== 0;

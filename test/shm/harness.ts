@@ -33,6 +33,8 @@ export interface LoopSpec {
   role: WorkerInput['role'];
   iterations: number;
   maxDelay?: number;
+  /** rw loops on the percpu rwsem: mix in trylocks and downgrades (WorkerInput.mixed). */
+  mixed?: boolean;
 }
 
 export interface Shared {
@@ -41,9 +43,10 @@ export interface Shared {
   data: Int32Array;
 }
 
-export function newShared(): Shared {
+/** `lockBytes`: the lock buffer's size (the percpu rwsem needs PERCPU_RWSEM_WORDS * 4). */
+export function newShared(lockBytes = 64): Shared {
   return {
-    lockBuf: new SharedArrayBuffer(64),
+    lockBuf: new SharedArrayBuffer(lockBytes),
     ctl: sharedInt32(CTL_WORDS),
     data: sharedInt32(DATA_WORDS),
   };
@@ -73,6 +76,7 @@ export async function runLoops(
       maxDelay: s.maxDelay ?? 0,
       words,
       maxMs: MAX_LOOP_MS,
+      ...(s.mixed === undefined ? {} : { mixed: s.mixed }),
     }),
   );
   const results = workers.map(

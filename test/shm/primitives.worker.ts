@@ -1,7 +1,8 @@
 /**
  * Worker side of the shm tests. Two kinds of work, chosen by `workerData.role`:
  * - loops (`counter`, `seq-writer`, `seq-reader`, `rw-writer`, `rw-reader`): wait at a start gate,
- *   run a bounded number of operations, post one result object and exit;
+ *   run a bounded number of operations, post one result object and exit (the rw loops run on the
+ *   rwsem or, with lock `percpu-rwsem`, on the percpu rwsem);
  * - `actor`: perform one lock operation per message, in order, replying with its result, so a test
  *   can script exact interleavings (a reply that does not come means the operation is blocked).
  */
@@ -16,6 +17,14 @@ import {
   mutexOwner,
   mutexTrylock,
   mutexUnlock,
+  percpuDowngradeWrite,
+  percpuDownRead,
+  percpuDownReadTrylock,
+  percpuDownWrite,
+  percpuDownWriteTrylock,
+  percpuRwsemHeldHere,
+  percpuUpRead,
+  percpuUpWrite,
   seqReadBegin,
   seqReadRetry,
   seqWriteBegin,
@@ -131,35 +140,93 @@ function seqReader(ctl: Int32Array, data: Int32Array): LoopResult {
   return { ops: accepted + retried, contended: 0, violations, accepted, retried, tornSeen, maxConcurrent: 0 };
 }
 
-/** Readers and writers of a two-word value under the rwsem; each checks who else is inside. */
+/** The rw loop's view of a reader/writer lock at offset 0 of `lock`. */
+interface RwApi {
+  downRead(w: Int32Array, b: number): boolean;
+  downReadTrylock(w: Int32Array, b: number): boolean;
+  upRead(w: Int32Array, b: number): void;
+  downWrite(w: Int32Array, b: number): boolean;
+  downWriteTrylock(w: Int32Array, b: number): boolean;
+  upWrite(w: Int32Array, b: number): void;
+  downgradeWrite(w: Int32Array, b: number): void;
+  /** Whether this thread may believe it holds the lock (null: the lock cannot tell). */
+  heldHere: ((w: Int32Array, b: number) => boolean) | null;
+}
+
+const rwsemApi: RwApi = {
+  downRead,
+  downReadTrylock,
+  upRead,
+  downWrite,
+  downWriteTrylock,
+  upWrite,
+  downgradeWrite,
+  heldHere: null,
+};
+
+const percpuApi: RwApi = {
+  downRead: percpuDownRead,
+  downReadTrylock: percpuDownReadTrylock,
+  upRead: percpuUpRead,
+  downWrite: percpuDownWrite,
+  downWriteTrylock: percpuDownWriteTrylock,
+  upWrite: percpuUpWrite,
+  downgradeWrite: percpuDowngradeWrite,
+  heldHere: percpuRwsemHeldHere,
+};
+
+/**
+ * Readers and writers of a two-word value under the rwsem (or the percpu rwsem); each checks who
+ * else is inside. With `input.mixed`, some acquisitions go through the trylocks (falling back to
+ * the blocking call when they fail) and some writers downgrade and finish as readers.
+ */
 function rwLoop(lock: Int32Array, data: Int32Array, writer: boolean, deadline: number): LoopResult {
   const rnd = mulberry32(input.seed);
+  const api = input.lock === 'percpu-rwsem' ? percpuApi : rwsemApi;
+  const mixed = input.mixed === true;
   let violations = 0;
   let contended = 0;
   let maxConcurrent = 0;
   let n = 0;
   for (; goOn(n, data, deadline); n++) {
     const gap = Math.floor(rnd() * input.maxDelay);
+    const how = mixed ? rnd() : 1;
     if (writer) {
-      if (downWrite(lock, 0)) contended++;
+      if (how < 0.2) {
+        if (!api.downWriteTrylock(lock, 0) && api.downWrite(lock, 0)) contended++;
+      } else if (api.downWrite(lock, 0)) contended++;
       if (Atomics.add(data, S.WRITERS, 1) !== 0) violations++;
       if (Atomics.load(data, S.READERS) !== 0) violations++;
+      if (api.heldHere !== null && !api.heldHere(lock, 0)) violations++;
       const v = data[S.PAYLOAD]!;
       Atomics.store(data, S.PAYLOAD, v + 1);
       delay(gap);
       Atomics.store(data, S.PAYLOAD + 1, v + 1);
       Atomics.sub(data, S.WRITERS, 1);
-      upWrite(lock, 0);
+      if (how < 0.6 && how >= 0.4) {
+        // Downgrade: still a writer until the call, a reader after it (no writer may get in).
+        Atomics.add(data, S.READERS, 1);
+        api.downgradeWrite(lock, 0);
+        delay(gap >> 1);
+        if (Atomics.load(data, S.WRITERS) !== 0) violations++;
+        if (data[S.PAYLOAD] !== v + 1 || data[S.PAYLOAD + 1] !== v + 1) violations++;
+        if (api.heldHere !== null && !api.heldHere(lock, 0)) violations++;
+        Atomics.sub(data, S.READERS, 1);
+        api.upRead(lock, 0);
+      } else api.upWrite(lock, 0);
     } else {
-      if (downRead(lock, 0)) contended++;
+      if (how < 0.2) {
+        if (!api.downReadTrylock(lock, 0) && api.downRead(lock, 0)) contended++;
+      } else if (api.downRead(lock, 0)) contended++;
       const inside = Atomics.add(data, S.READERS, 1) + 1;
       if (inside > maxConcurrent && (maxConcurrent = inside) === 2) Atomics.add(data, S.EVIDENCE, 1);
       if (Atomics.load(data, S.WRITERS) !== 0) violations++;
+      if (api.heldHere !== null && !api.heldHere(lock, 0)) violations++;
       const a = data[S.PAYLOAD]!;
       delay(gap);
       if (data[S.PAYLOAD + 1] !== a) violations++;
       Atomics.sub(data, S.READERS, 1);
-      upRead(lock, 0);
+      api.upRead(lock, 0);
     }
     delay(gap);
   }
@@ -208,6 +275,30 @@ function actor(lock: Int32Array): void {
         break;
       case 'downgradeWrite':
         downgradeWrite(lock, 0);
+        break;
+      case 'percpuDownRead':
+        result = percpuDownRead(lock, 0);
+        break;
+      case 'percpuDownReadTrylock':
+        result = percpuDownReadTrylock(lock, 0);
+        break;
+      case 'percpuUpRead':
+        percpuUpRead(lock, 0);
+        break;
+      case 'percpuDownWrite':
+        result = percpuDownWrite(lock, 0);
+        break;
+      case 'percpuDownWriteTrylock':
+        result = percpuDownWriteTrylock(lock, 0);
+        break;
+      case 'percpuUpWrite':
+        percpuUpWrite(lock, 0);
+        break;
+      case 'percpuDowngradeWrite':
+        percpuDowngradeWrite(lock, 0);
+        break;
+      case 'percpuHeldHere':
+        result = percpuRwsemHeldHere(lock, 0);
         break;
     }
     port.postMessage({ id: msg.id, result, threadId });

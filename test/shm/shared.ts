@@ -19,7 +19,7 @@ export const S = {
 export const CTL_WORDS = 48;
 export const DATA_WORDS = 96 + 64;
 
-export type LockKind = 'mutex' | 'spin' | 'mutex-try' | 'spin-try' | 'rwsem' | 'none';
+export type LockKind = 'mutex' | 'spin' | 'mutex-try' | 'spin-try' | 'rwsem' | 'percpu-rwsem' | 'none';
 export type Role = 'counter' | 'seq-writer' | 'seq-reader' | 'rw-writer' | 'rw-reader' | 'actor';
 
 export type ActorOp =
@@ -35,7 +35,16 @@ export type ActorOp =
   | 'downWrite'
   | 'downWriteTrylock'
   | 'upWrite'
-  | 'downgradeWrite';
+  | 'downgradeWrite'
+  // the percpu rwsem (src/shm/percpu-rwsem.ts)
+  | 'percpuDownRead'
+  | 'percpuDownReadTrylock'
+  | 'percpuUpRead'
+  | 'percpuDownWrite'
+  | 'percpuDownWriteTrylock'
+  | 'percpuUpWrite'
+  | 'percpuDowngradeWrite'
+  | 'percpuHeldHere';
 
 export interface WorkerInput {
   role: Role;
@@ -55,6 +64,11 @@ export interface WorkerInput {
    * this many ms after the gate opens.
    */
   maxMs: number;
+  /**
+   * rw loops on the percpu rwsem only: besides the blocking calls, also take the lock with trylocks
+   * (falling back to the blocking call) and have writers downgrade to read now and then.
+   */
+  mixed?: boolean;
 }
 
 export interface LoopResult {
