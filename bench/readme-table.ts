@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import type { Figure, Machine, RunConfig } from './lib.js';
 import type { MemoryResult } from './memory.js';
 import type { ThroughputResults } from './throughput/run.js';
-import { throughputMarkdown } from './throughput/table.js';
+import { throughputCurveMarkdown, throughputMarkdown } from './throughput/table.js';
 
 export const START = '<!-- bench:start -->';
 export const END = '<!-- bench:end -->';
@@ -66,7 +66,11 @@ export function memoryRows(m: MemoryResult): string[] {
   ];
 }
 
-export function renderPerformance(r: Results, tp: ThroughputResults | null = null): string {
+export function renderPerformance(
+  r: Results,
+  tp: ThroughputResults | null = null,
+  full: ThroughputResults | null = null,
+): string {
   const m = r.machine;
   const lines = [
     START,
@@ -89,6 +93,14 @@ export function renderPerformance(r: Results, tp: ThroughputResults | null = nul
     ...(tp
       ? throughputMarkdown(tp)
       : ['throughput: not measured in this run (`npx tsx bench/throughput/run.ts`, or `npm run bench`).']),
+    ...(full
+      ? [
+          '',
+          `From \`bench/results/throughput-full.json\`, written by \`npm run bench -- --full\` (or \`npx tsx bench/throughput/run.ts --full --out bench/results/throughput-full.json\`, about 10 minutes):`,
+          '',
+          ...throughputCurveMarkdown(full),
+        ]
+      : []),
     END,
   ];
   return lines.join('\n');
@@ -107,8 +119,13 @@ export function updateReadme(resultsPath: string, readmePath: string): void {
   // The throughput suite writes its own file beside micro.json (bench/throughput/run.ts).
   const tpPath = join(dirname(resultsPath), 'throughput.json');
   const tp = existsSync(tpPath) ? (JSON.parse(readFileSync(tpPath, 'utf8')) as ThroughputResults) : null;
+  // A full throughput run, when one was recorded (4 and 8 devices: the device curve).
+  const fullPath = join(dirname(resultsPath), 'throughput-full.json');
+  const full = existsSync(fullPath)
+    ? (JSON.parse(readFileSync(fullPath, 'utf8')) as ThroughputResults)
+    : null;
   const readme = readFileSync(readmePath, 'utf8');
-  writeFileSync(readmePath, spliceReadme(readme, renderPerformance(r, tp)));
+  writeFileSync(readmePath, spliceReadme(readme, renderPerformance(r, tp, full)));
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

@@ -1,7 +1,8 @@
 /**
  * `npm run bench` (quick, under 3 minutes on 2 cores) and `npm run bench -- --full`: runs the
  * micro-benchmarks, the memory figures and the worker-thread throughput suite, writes
- * bench/results/micro.json and throughput.json, and regenerates the README's Performance section
+ * bench/results/micro.json and throughput.json (--full: throughput-full.json, the 2/4/8-device
+ * curve), and regenerates the README's Performance section
  * from them (`--no-throughput` skips the suite, `--no-readme` the README).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -48,8 +49,10 @@ if (!noThroughput) {
   // Worker-thread throughput against the global-lock and message-passing baselines; quick mode
   // uses short windows so the whole bench stays near its 3-minute budget.
   const tp = await runThroughput(full ? { full, log } : { full, log, reps: 7, windowMs: 150 });
-  writeFileSync(`${dir}throughput.json`, `${JSON.stringify(tp, null, 2)}\n`);
-  log(`wrote ${dir}throughput.json`);
+  // quick: throughput.json (the targets table); --full: throughput-full.json (the device curve)
+  const name = full ? 'throughput-full.json' : 'throughput.json';
+  writeFileSync(`${dir}${name}`, `${JSON.stringify(tp, null, 2)}\n`);
+  log(`wrote ${dir}${name}`);
 }
 if (!noReadme) {
   updateReadme(out, fileURLToPath(new URL('../README.md', import.meta.url)));

@@ -51,3 +51,45 @@ export function throughputMarkdown(r: ThroughputResults): string[] {
   }
   return lines;
 }
+
+/**
+ * The device curve of a full run (bench/results/throughput-full.json: worlds of 2, 4 and 8
+ * devices, the 1-device figure from the 2-device world): pages mirrored per second per design.
+ */
+export function throughputCurveMarkdown(r: ThroughputResults): string[] {
+  const lines = [
+    `Device curve, **${r.mode}** run of ${r.startedAt.slice(0, 10)} (${r.machine.cores} cores, ${r.machine.cpu}; ` +
+      `${String(r.settings.repetitions)} repetitions of ${String(r.settings.windowMs)} ms windows): pages mirrored per second, medians. ` +
+      `With more devices than cores the device threads share the cores, so the curve flattens at the core count.`,
+    '',
+    '| devices | mutations/s | seqlock | global lock (spin) | message passing | seqlock / global lock |',
+    '|---|---|---|---|---|---|',
+  ];
+  for (const c of r.configs) {
+    const v = (name: string) => c.variants.find((x) => x.name === name)?.pagesMirroredPerSec.median ?? 0;
+    const n = c.worldDevices;
+    if (n === 2) {
+      // the 1-device row, measured in the 2-device world with device 1 idle
+      let g1 = -1;
+      let best = 0;
+      for (const x of c.variants) {
+        const m = /^global@1\/spin(\d+)$/.exec(x.name);
+        if (m !== null && x.pagesMirroredPerSec.median > best) {
+          best = x.pagesMirroredPerSec.median;
+          g1 = Number(m[1]);
+        }
+      }
+      const s1 = v('seqlock@1');
+      lines.push(
+        `| 1 | ${c.mutationRate} | ${num(s1 / 1e6)} M | ${num(best / 1e6)} M (${g1}) | - | ${best > 0 ? num(s1 / best) : '-'} |`,
+      );
+    }
+    const g = c.globalSpin.chosen;
+    const s = v(`seqlock@${n}`);
+    const gl = v(`global@${n}/spin${g}`);
+    lines.push(
+      `| ${n} | ${c.mutationRate} | ${num(s / 1e6)} M | ${num(gl / 1e6)} M (${g}) | ${num(v(`message@${n}`) / 1e6)} M | ${gl > 0 ? num(s / gl) : '-'} |`,
+    );
+  }
+  return lines;
+}
