@@ -513,7 +513,7 @@ export interface ThroughputResults {
   mode: 'quick' | 'full';
   startedAt: string;
   wallSeconds: number;
-  machine: { cores: number; cpu: string; node: string; platform: string; arch: string };
+  machine: { cores: number; cpu: string; node: string; v8: string; platform: string; arch: string };
   settings: Record<string, unknown>;
   notes: string[];
   targets: TargetResult[];
@@ -858,6 +858,7 @@ function machineOf(): ThroughputResults['machine'] {
     cores: os.cpus().length,
     cpu: cpu0?.model.trim() ?? 'unknown',
     node: process.versions.node,
+    v8: process.versions.v8,
     platform: process.platform,
     arch: process.arch,
   };
