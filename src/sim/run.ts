@@ -32,8 +32,8 @@ import { resetMmuNotifierStats } from '../notifier/index.js';
 import { MN_ACTIVE, MN_LOCK, MN_SEQ } from '../notifier/layout.js';
 import type { DeviceCounters, EventStats, RunResults, ViolationJson } from '../report/schema.js';
 import { RESULTS_SCHEMA, RESULTS_VERSION } from '../report/schema.js';
-import { mutexOwner } from '../shm/mutex.js';
 import { LINE_WORDS } from '../shm/layout.js';
+import { mutexOwner } from '../shm/mutex.js';
 import { PERCPU_RWSEM_SLOTS, percpuRwsemState, percpuRwsemWaitingWriters } from '../shm/percpu-rwsem.js';
 import { spinOwner } from '../shm/spinlock.js';
 import {

@@ -20,7 +20,7 @@ describe('re-mirroring an unchanged chunk', () => {
     expect(w.f0.rangeFault(a, a + N * PAGE_SIZE, true)).toBe(0);
     const p0 = a / PAGE_SIZE;
     const before = Array.from({ length: N }, (_, i) => w.f0.mirrorEntry(p0 + i));
-    expect(before.every((e) => e !== null && e.writable)).toBe(true);
+    expect(before.every((e) => e?.writable === true)).toBe(true);
     expect(w.f0.rangeFault(a, a + N * PAGE_SIZE, true)).toBe(0);
     const after = Array.from({ length: N }, (_, i) => w.f0.mirrorEntry(p0 + i));
     expect(after).toEqual(before);
