@@ -8,7 +8,8 @@
  * the progress bar and the watchdog keep running. Devices stop when the stop flag in shared memory
  * is set; a worker is terminated only when it is hung (the watchdog's verdict).
  */
-import { arch, cpus, platform, totalmem } from 'node:os';
+import { closeSync, openSync } from 'node:fs';
+import { arch, cpus, devNull, platform, totalmem } from 'node:os';
 import { threadId, Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import {
@@ -784,6 +785,13 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
       try {
         onWedged(gather(null));
       } finally {
+        // The watchdog's inspector session is still connected, and Node says "Waiting for the
+        // debugger to disconnect..." on fd 2 at exit: our own output is written (stderr is
+        // synchronous on Linux for files, pipes and terminals), so fd 2 goes to the null device.
+        try {
+          closeSync(2);
+          openSync(devNull, 'w');
+        } catch {}
         process.exit(EXIT_CRASH);
       }
     };

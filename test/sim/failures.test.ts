@@ -95,6 +95,8 @@ describe('hmmsim run: crashes, hangs and Ctrl-C', () => {
     const msg = `seed ${seed} (HMMSIM_SEED=${seed}); exit ${r.code}/${r.signal}; stderr: ${r.stderr.slice(-3000)}`;
     expect(r.code, msg).toBe(3);
     expect(r.ms, msg).toBeLessThan(40_000);
+    // the inspector path ends the process without Node's debugger-disconnect line
+    expect(r.stderr, msg).not.toContain('Waiting for the debugger');
     const res = readResults(out);
     expect(res.outcome.verdict, msg).toBe('hung');
     expect(res.outcome.exitCode, msg).toBe(3);
