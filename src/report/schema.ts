@@ -50,6 +50,12 @@ export interface DeviceCounters {
    * refuses (a special PTE); v5.10 devices never count here (added in v1)
    */
   efaultZeroPage: number;
+  /**
+   * CPU fallbacks made after -EFAULT (scenario workload.efaultFallback 'cpu': the program read the
+   * failed range from the CPU, migrating other devices' private pages back); 0 with 'none'
+   * (added in v1; absent in older files)
+   */
+  efaultFallbacks: number;
   eperm: number;
   einval: number;
   enoent: number;

@@ -38,6 +38,7 @@ const ROWS: [string, keyof DeviceCounters][] = [
   ['  time slept (us)', 'readBeginSleepUs'],
   ['-EFAULT', 'efault'],
   ['  on the zero page (v5.4)', 'efaultZeroPage'],
+  ['  CPU fallbacks', 'efaultFallbacks'],
   ['-EPERM', 'eperm'],
   ['-ENOENT', 'enoent'],
   ['timeouts', 'timeouts'],

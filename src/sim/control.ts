@@ -81,6 +81,8 @@ export const D_EFAULT_ZERO = 37; // operations that failed with -EFAULT on the z
 export const D_RETRY_PROCESS = 38;
 export const D_RETRY_OTHER_DEVICE = 39;
 export const D_RETRY_OWN_FAULT = 40;
+/** CPU fallbacks after -EFAULT (scenario workload.efaultFallback 'cpu'): the range read by the CPU */
+export const D_EFAULT_FALLBACKS = 41;
 /** collisions observed with each named point inside the colliding attempt's window */
 export const D_POINT_COLLISIONS = 48;
 export const DEV_WORDS = lineAlign(D_POINT_COLLISIONS + POINT_COUNT);
@@ -101,6 +103,8 @@ export const OP_MIGRATE = 5;
 export const OP_PARK = 6;
 /** TEST ONLY (scenario.testFaults.hangAfterOps): holding its update lock forever */
 export const OP_HANG = 7;
+/** reading a range from the CPU after -EFAULT (workload.efaultFallback 'cpu') */
+export const OP_CPU_FALLBACK = 8;
 export const OP_NAMES = [
   'none',
   'range-fault',
@@ -110,6 +114,7 @@ export const OP_NAMES = [
   'migrate',
   'park',
   'test-hang (holding its update lock)',
+  'cpu-fallback (CPU read after -EFAULT)',
 ] as const;
 
 export function devBase(dev: number): number {

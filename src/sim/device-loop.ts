@@ -25,6 +25,8 @@ import { dmirrorSetFaultPath } from '../driver/dmirror.js';
 import { setPointHook } from '../driver/sched.js';
 import type { MirrorDriver, MirrorFile, MirrorOpResult } from '../driver/types.js';
 import { hmmStatsTotal } from '../hmm/hmm.js';
+import { cpuRead } from '../mm/cpu.js';
+import { PAGE_SIZE } from '../mm/layout.js';
 import { EBUSY, EFAULT, EINVAL, ENOENT, EPERM } from '../mm/mmu-notifier.js';
 import { invalidationStats } from '../mm/notify.js';
 import type { MmuNotifierStats } from '../notifier/index.js';
@@ -43,6 +45,7 @@ import {
   D_COLLISIONS,
   D_EBUSY,
   D_EFAULT,
+  D_EFAULT_FALLBACKS,
   D_EFAULT_ZERO,
   D_EINVAL,
   D_ENOENT,
@@ -82,6 +85,7 @@ import {
   DEV_RUNNING,
   DEV_WORDS,
   devBase,
+  OP_CPU_FALLBACK,
   OP_HANG,
   OP_MIGRATE,
   OP_NONE,
@@ -122,6 +126,11 @@ export interface DeviceTask {
   oracles?: boolean;
   jitter: boolean;
   workload: WorkloadParams;
+  /**
+   * after a read/write/migrate operation fails with -EFAULT: 'cpu' reads the range from the CPU
+   * (scenario workload.efaultFallback); absent or 'none': nothing
+   */
+  efaultFallback?: 'none' | 'cpu' | undefined;
   opsPerSecond: number;
   /** the main thread's performance.timeOrigin + its now() at the run's start */
   epoch: number;
@@ -248,6 +257,25 @@ export function runDevice(task: DeviceTask, drivers: Map<string, MirrorDriver>):
     const buf = new Int32Array(maxPages * W);
     const bytes = new Uint8Array(maxPages);
     const pace = task.opsPerSecond > 0 ? 1000 / task.opsPerSecond : 0;
+    const mm = world.mm;
+    const fallbackToCpu = task.efaultFallback === 'cpu';
+    /**
+     * The program's CPU fallback after -EFAULT: read each page of the range once, as the mutator's
+     * cpu-access does (cpuRead takes the mmap lock for read and the PTL; a fault on a device-private
+     * page runs migrate_to_ram). Run as the process, not as this device's fault path, so its
+     * invalidations count as the process's. A page whose access faults fatally is skipped. Reads
+     * add no write-counter increments (the lost-update equation is unchanged).
+     */
+    const cpuFallback = (addr: number, npages: number): void => {
+      Atomics.store(c, b + D_OP, OP_CPU_FALLBACK);
+      const prev = dmirrorSetFaultPath(0);
+      try {
+        for (let p = 0; p < npages; p++) cpuRead(mm, addr + p * PAGE_SIZE);
+      } finally {
+        dmirrorSetFaultPath(prev);
+      }
+      Atomics.add(c, b + D_EFAULT_FALLBACKS, 1);
+    };
 
     // ---- collision accounting (see the header) ----
     let attemptOpen = false;
@@ -344,6 +372,7 @@ export function runDevice(task: DeviceTask, drivers: Map<string, MirrorDriver>):
         Atomics.add(c, b + D_MIGRATES, 1);
         if (res.ret === 0) Atomics.add(c, b + D_ACCESSES, res.cpages);
         countRet(res.ret);
+        if (res.ret === -EFAULT && fallbackToCpu) cpuFallback(wl.addr, n);
       } else {
         const write = kind === WL_FAULT_WRITE;
         Atomics.store(c, b + D_OP, OP_RANGE_FAULT);
@@ -375,8 +404,10 @@ export function runDevice(task: DeviceTask, drivers: Map<string, MirrorDriver>):
           attemptOpen = false;
           if (res.ret === 0) Atomics.add(c, b + D_ACCESSES, res.cpages);
           countRet(res.ret);
+          if (res.ret === -EFAULT && fallbackToCpu) cpuFallback(wl.addr, n);
         } else {
           countRet(ret);
+          if (ret === -EFAULT && fallbackToCpu) cpuFallback(wl.addr, n);
         }
       }
       Atomics.store(c, b + D_OP, OP_NONE);

@@ -55,6 +55,7 @@ import {
   D_BEGIN_SLEEPS,
   D_COLLISIONS,
   D_EFAULT,
+  D_EFAULT_FALLBACKS,
   D_EFAULT_ZERO,
   D_EINVAL,
   D_ENOENT,
@@ -188,6 +189,7 @@ function emptyCounters(): DeviceCounters {
     readBeginSleepUs: 0,
     efault: 0,
     efaultZeroPage: 0,
+    efaultFallbacks: 0,
     eperm: 0,
     einval: 0,
     enoent: 0,
@@ -226,6 +228,7 @@ function countersOf(w: ArrayLike<number>): DeviceCounters {
   c.readBeginSleepUs = w[D_BEGIN_SLEEP_US]!;
   c.efault = w[D_EFAULT]!;
   c.efaultZeroPage = w[D_EFAULT_ZERO] ?? 0;
+  c.efaultFallbacks = w[D_EFAULT_FALLBACKS] ?? 0;
   c.eperm = w[D_EPERM]!;
   c.einval = w[D_EINVAL]!;
   c.enoent = w[D_ENOENT]!;
@@ -457,6 +460,7 @@ export async function runSimulation(s: Scenario, hooks: RunHooks = {}): Promise<
       jitter: s.jitter,
       oracles: s.oracles,
       workload: s.workload,
+      efaultFallback: s.workload.efaultFallback,
       opsPerSecond: s.workload.opsPerSecond,
       epoch,
       testFaults: s.testFaults !== undefined && s.testFaults.device === i ? s.testFaults : undefined,

@@ -40,6 +40,10 @@ export type AccessPattern = (typeof ACCESS_PATTERNS)[number];
 
 export const REGION_KINDS = ['anon', 'shmem', 'file'] as const;
 
+/** What a device's program does after an operation fails with -EFAULT (workload.efaultFallback). */
+export const EFAULT_FALLBACKS = ['none', 'cpu'] as const;
+export type EfaultFallback = (typeof EFAULT_FALLBACKS)[number];
+
 /** The mirroring protocols a device may speak (spec/legacy-v5.4.md). */
 export const PROTOCOLS = ['v5.10', 'v5.4'] as const;
 export type Protocol = (typeof PROTOCOLS)[number];
@@ -162,6 +166,13 @@ const ScenarioSchema = v.strictObject({
       opsPerSecond: v.optional(nonNegative, 0),
       /** the regions (indices) devices work in; omitted: all */
       regions: v.optional(v.pipe(v.array(count(0)), v.minLength(1))),
+      /**
+       * after a read, write or migrate operation fails with -EFAULT: 'none' (go on to the next
+       * operation), or 'cpu' (the device's program reads each page of the range from the CPU first,
+       * as the mutator's cpu-access does: a page in another device's private memory migrates back
+       * to system memory through migrate_to_ram; the operation is not retried)
+       */
+      efaultFallback: v.optional(v.picklist(EFAULT_FALLBACKS), 'none'),
     }),
     {},
   ),
