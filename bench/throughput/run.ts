@@ -662,20 +662,23 @@ export async function runThroughput(o: ThroughputOptions): Promise<ThroughputRes
   // ---- figures: per-repetition ratios against baselines of the same repetition ----
   const pagesOf = (n: number, rate: number, name: string): number[] | null =>
     raw.get(`${n}/${rate}/${name}`)?.[0] ?? null;
-  const chosenSpin = (n: number, rate: number, active: number): number => {
-    const cfg = configs.find((x) => x.worldDevices === n && x.mutationRate === rate)!;
-    if (active === n) return cfg.globalSpin.chosen;
-    // the 1-device global lock in the 2-device world: its own best spin
+  /** The global lock's spin count with the best median pages/s among the variants named so. */
+  const bestSpin = (n: number, rate: number, active: number, suffix = ''): number => {
     let best = spins[0]!;
     let bm = -1;
     for (const s of spins) {
-      const m = median(pagesOf(n, rate, `global@${active}/spin${s}`)!);
+      const m = median(pagesOf(n, rate, `global@${active}/spin${s}${suffix}`)!);
       if (m > bm) {
         bm = m;
         best = s;
       }
     }
     return best;
+  };
+  const chosenSpin = (n: number, rate: number, active: number): number => {
+    const cfg = configs.find((x) => x.worldDevices === n && x.mutationRate === rate)!;
+    // the 1-device global lock in the 2-device world: its own best spin
+    return active === n ? cfg.globalSpin.chosen : bestSpin(n, rate, active);
   };
   const ratioFig = (n: number, rate: number, a: string, b: string): Spread | null => {
     const x = pagesOf(n, rate, a);
@@ -742,15 +745,7 @@ export async function runThroughput(o: ThroughputOptions): Promise<ThroughputRes
     }
     // With the access: reported beside the targets (the same designs, each chunk then accessed).
     for (const rate of rates) {
-      let best = spins[0]!;
-      let bm = -1;
-      for (const sp of spins) {
-        const m = median(pagesOf(2, rate, `global@2/spin${sp}+access`)!);
-        if (m > bm) {
-          bm = m;
-          best = sp;
-        }
-      }
+      const best = bestSpin(2, rate, 2, '+access');
       tgt(
         `seqlock-vs-global-2dev-${rate}-access`,
         `with device accesses: seqlock / global lock (spin ${best}), pages mirrored per second, 2 devices, ${rate} mutations/s (reported)`,
