@@ -913,6 +913,17 @@ function summary(r: ThroughputResults): string {
   return lines.join('\n');
 }
 
+/** A bad command-line option: one line on stderr, exit 2. */
+class BadOption extends Error {}
+
+function parseOnly(src: string | undefined): RegExp {
+  try {
+    return new RegExp(src ?? '');
+  } catch (e) {
+    throw new BadOption(`--only: not a regular expression: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const full = args.includes('--full');
@@ -923,16 +934,19 @@ async function main(): Promise<void> {
   const repsAt = args.indexOf('--reps');
   const reps = repsAt >= 0 ? Number(args[repsAt + 1]) : undefined;
   const onlyAt = args.indexOf('--only');
-  const only = onlyAt >= 0 ? new RegExp(args[onlyAt + 1]!) : undefined;
+  const only = onlyAt >= 0 ? parseOnly(args[onlyAt + 1]) : undefined;
   const winAt = args.indexOf('--window-ms');
   const windowMs = winAt >= 0 ? Number(args[winAt + 1]) : undefined;
+  if (windowMs !== undefined && !(windowMs >= 10 && windowMs <= 60_000)) {
+    throw new BadOption('--window-ms: a number of milliseconds from 10 to 60000');
+  }
   const wAt = args.indexOf('--words-per-page');
   const wordsPerPage = wAt >= 0 ? Number(args[wAt + 1]) : undefined;
   if (
     wordsPerPage !== undefined &&
     !(Number.isInteger(wordsPerPage) && wordsPerPage >= 1 && wordsPerPage <= 1024)
   ) {
-    throw new RangeError('--words-per-page: an integer from 1 to 1024');
+    throw new BadOption('--words-per-page: an integer from 1 to 1024');
   }
   const asAt = args.indexOf('--access-section');
   const accessSection = asAt >= 0 ? args[asAt + 1] === 'on' : undefined;
@@ -952,6 +966,10 @@ async function main(): Promise<void> {
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   main().catch((e: unknown) => {
+    if (e instanceof BadOption) {
+      process.stderr.write(`bench/throughput: ${e.message}\n`);
+      process.exit(2);
+    }
     process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
     process.exit(1);
   });
